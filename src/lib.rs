@@ -1,0 +1,1 @@
+//! Home of conductor's examples and integration tests.
