@@ -1,1 +1,132 @@
-pub fn placeholder() {}
+//! Run batch jobs across many worker processes of one binary.
+//!
+//! Annotate the functions that do the work with `#[conductor::worker]`, put
+//! `#[conductor::main]` on `main`, and the program becomes a master that starts
+//! copies of itself as workers, feeds them jobs over a private channel, serves them
+//! shared lookup tables, aggregates their statistics, survives their crashes, and
+//! ends when every job is accounted for.
+//!
+//! ```no_run
+//! #[conductor::worker(type = "my_math_processor")]
+//! async fn square(job: u64, w: &conductor::Worker) -> anyhow::Result<u64> {
+//!     println!("Worker {}, Job {} => the square is {}", w.id(), job, job * job);
+//!     Ok(job * job)
+//! }
+//!
+//! #[conductor::main]
+//! async fn main() -> anyhow::Result<()> {
+//!     let report = conductor::Conductor::<u64, u64>::new("my_math_processor")
+//!         .worker_limit(2)
+//!         .jobs(0..10u64)
+//!         .run()
+//!         .await?;
+//!     println!("All jobs finished processing ({} done)", report.completed());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # How it fits together
+//!
+//! - [`Conductor`] configures a run; [`Conductor::run`] returns a [`Report`], and
+//!   [`Conductor::start`] returns a [`Running`] whose [`Event`]s carry each job's
+//!   output or failure, stats reports, worker crashes and exits, and custom messages.
+//! - A [`ConductorHandle`] sends messages to workers, reads and writes lookup tables,
+//!   and aborts, from anywhere.
+//! - Job code gets a [`Worker`]: its ids, counters, lookups, and requests to the
+//!   master. A worker with state implements [`JobWorker`].
+//!
+//! # Guarantees
+//!
+//! - Every submitted job ends exactly once as completed, failed, or not run.
+//! - A job whose worker dies is run again, up to [`Conductor::max_attempts`] runs,
+//!   then reported failed with the reason. A job that returns an error or panics is
+//!   reported failed with its message, and the worker goes on.
+//! - Workers exit promptly when their master dies (end-of-file on their channel, and
+//!   on Linux a parent-death signal too).
+//!
+//! # Worker exit codes
+//!
+//! 0 finished, 3 could not start (unknown worker type, type mismatch), 4 crashed
+//! ([`Worker::crash`], `init` failed), 5 aborted by the master, 6 master gone,
+//! 7 protocol error.
+//!
+//! # Testing your own conductor app
+//!
+//! Integration tests are binaries without your `main`, so they need a worker entry:
+//! add `conductor::test_support!();` once at the top level of the test file, and
+//! conductors started by its tests run their workers as copies of the test binary.
+//! Register the workers in the test file itself, or in your library crate.
+//!
+//! ```no_run
+//! conductor::test_support!();
+//!
+//! #[conductor::worker(type = "double")]
+//! fn double(job: u32) -> anyhow::Result<u32> {
+//!     Ok(job * 2)
+//! }
+//!
+//! #[tokio::test]
+//! async fn doubles_every_job() {
+//!     let report = conductor::Conductor::<u32, u32>::new("double")
+//!         .jobs(0..100)
+//!         .run()
+//!         .await
+//!         .unwrap();
+//!     assert_eq!(report.completed(), 100);
+//! }
+//! # fn main() {}
+//! ```
+//!
+//! # Platforms
+//!
+//! Unix only (Linux and macOS): workers are joined to their master by a socket pair.
+
+mod conductor;
+mod dispatch;
+mod error;
+mod handle;
+mod jobs;
+mod ledger;
+mod lookup;
+mod master;
+mod message;
+mod process;
+mod protocol;
+mod registry;
+mod report;
+mod role;
+mod running;
+pub mod stats;
+mod worker;
+mod worker_loop;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use crate::conductor::Conductor;
+pub use crate::error::Error;
+pub use crate::handle::ConductorHandle;
+pub use crate::jobs::Jobs;
+pub use crate::message::Message;
+pub use crate::report::{JobFailure, JobOutput, Report};
+pub use crate::running::{Event, Running, WorkerCrash, WorkerExit};
+pub use crate::stats::StatsReport;
+pub use crate::worker::{JobWorker, NamedWorker, Worker, CRASH_EXIT_CODE};
+pub use conductor_macros::{main, worker};
+
+/// Adds the worker entry that lets tests in this file run conductors: put it once at
+/// the top level of an integration test (see the crate docs).
+#[macro_export]
+macro_rules! test_support {
+    () => {
+        #[test]
+        fn __conductor_worker_entry() {
+            $crate::__private::test_worker_entry();
+        }
+
+        $crate::__private::inventory::submit! {
+            $crate::__private::TestEntry { module_path: ::core::module_path!() }
+        }
+    };
+}

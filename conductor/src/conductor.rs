@@ -1,0 +1,310 @@
+//! [`Conductor`]: the builder a master configures and runs.
+
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_core::Stream;
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::mpsc;
+
+use crate::dispatch::DispatchSettings;
+use crate::error::Error;
+use crate::handle::{Command, ConductorHandle, Shared};
+use crate::jobs::Jobs;
+use crate::lookup;
+use crate::master::{Master, Settings};
+use crate::protocol::DEFAULT_MAX_FRAME_BYTES;
+use crate::registry;
+use crate::report::Report;
+use crate::role;
+use crate::running::Running;
+use crate::worker::NamedWorker;
+
+/// Runs jobs of type `J` on worker processes of one worker type, which answer with
+/// outputs of type `O`.
+///
+/// ```no_run
+/// # #[conductor::worker(type = "square")]
+/// # fn square(job: u64) -> anyhow::Result<u64> { Ok(job * job) }
+/// # async fn demo() -> Result<(), conductor::Error> {
+/// let report = conductor::Conductor::<u64, u64>::new("square")
+///     .worker_limit(2)
+///     .jobs(0..10u64)
+///     .run()
+///     .await?;
+/// assert_eq!(report.completed(), 10);
+/// # Ok(()) }
+/// ```
+pub struct Conductor<J, O> {
+    settings: Settings,
+    source: Jobs<J>,
+    setup_error: Option<Error>,
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<J, O> Conductor<J, O>
+where
+    J: Serialize + Clone + Send + 'static,
+    O: DeserializeOwned + Send + 'static,
+{
+    /// A conductor for the workers registered as `worker_type`. Its job and output
+    /// types must be the worker's; [`Conductor::start`] checks and names both if not.
+    pub fn new(worker_type: impl Into<String>) -> Self {
+        let worker_type = worker_type.into();
+        let (commands_tx, commands) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::new(worker_type.clone(), commands_tx));
+        Conductor {
+            settings: Settings {
+                worker_type,
+                worker_limit: default_worker_limit(),
+                worker_env: Vec::new(),
+                logging: true,
+                stats_interval: Duration::from_secs(5),
+                job_timeout: None,
+                startup_timeout: Duration::from_secs(30),
+                max_attempts: 3,
+                dispatch: DispatchSettings::default(),
+                max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+                crash_on_job_error: false,
+                crash_loop_limit: None,
+                stop_grace: Duration::from_secs(10),
+            },
+            source: Jobs::from_iterator(std::iter::empty()),
+            setup_error: None,
+            shared,
+            commands,
+            _output: PhantomData,
+        }
+    }
+
+    /// A conductor for the worker type `W`, whose job and output types it takes, so
+    /// a mismatch is a compile error.
+    pub fn of<W: NamedWorker<Job = J, Output = O>>() -> Self {
+        Self::new(W::TYPE)
+    }
+
+    /// The most worker processes alive at once (default: the number of CPUs, at
+    /// most 4). Replacements for crashed workers count within it.
+    pub fn worker_limit(mut self, limit: usize) -> Self {
+        self.settings.worker_limit = limit.max(1);
+        self
+    }
+
+    /// The jobs to run, from any iterator; pulled only as workers need them.
+    pub fn jobs<I>(mut self, jobs: I) -> Self
+    where
+        I: IntoIterator<Item = J>,
+        I::IntoIter: Send + 'static,
+    {
+        self.source = Jobs::from_iterator(jobs);
+        self
+    }
+
+    /// The jobs to run, from an async stream (the seed's `generateJobs`); polled only
+    /// as workers need them, so it is back-pressured.
+    pub fn job_stream<S>(mut self, jobs: S) -> Self
+    where
+        S: Stream<Item = J> + Send + 'static,
+    {
+        self.source = Jobs::from_stream(jobs);
+        self
+    }
+
+    /// An environment variable for every worker process (the seed's `workerEnv`).
+    pub fn worker_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.worker_env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Whether the conductor and its workers log what they do (default on). The
+    /// master logs through `tracing`; workers print to stderr.
+    pub fn logging(mut self, on: bool) -> Self {
+        self.settings.logging = on;
+        self
+    }
+
+    /// How often each worker rolls its counters (default 5 s).
+    pub fn stats_interval(mut self, interval: Duration) -> Self {
+        self.settings.stats_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The longest one job may run. A worker whose job runs longer is killed and
+    /// replaced, and the job counts an attempt. Off by default.
+    pub fn job_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.job_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a new worker may take to start and shake hands (default 30 s).
+    pub fn startup_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.startup_timeout = timeout;
+        self
+    }
+
+    /// How many runs of a job may end with its worker crashing or timing out before
+    /// the job is reported failed (default 3). A job that returns an error is not
+    /// retried.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.settings.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Fixes how many jobs each worker holds at once, instead of the adaptive
+    /// default. Use 1 for long jobs that must never wait behind another.
+    pub fn prefetch(mut self, jobs: usize) -> Self {
+        self.settings.dispatch.prefetch = Some(jobs.max(1));
+        self
+    }
+
+    /// Caps how many jobs travel in one frame.
+    pub fn batch(mut self, jobs: usize) -> Self {
+        self.settings.dispatch.batch = Some(jobs.max(1));
+        self
+    }
+
+    /// The largest frame either side accepts (default 64 MiB). A job or output that
+    /// does not fit fails with a clear error.
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_frame_bytes = bytes.max(1024);
+        self
+    }
+
+    /// Makes a worker crash (and be replaced) after a job returns an error, as the
+    /// seed's workers did. The job is still reported failed, once. Off by default.
+    pub fn crash_on_job_error(mut self, on: bool) -> Self {
+        self.settings.crash_on_job_error = on;
+        self
+    }
+
+    /// How many workers in a row may die before finishing any job before the run
+    /// stops with [`Error::is_crash_loop`] (default: twice the worker limit, at
+    /// least 4, plus the attempts).
+    pub fn crash_loop_limit(mut self, deaths: u32) -> Self {
+        self.settings.crash_loop_limit = Some(deaths.max(1));
+        self
+    }
+
+    /// How long workers get to finish after the last job before they are killed.
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.settings.stop_grace = grace;
+        self
+    }
+
+    /// A named lookup table that workers read with [`crate::Worker::lookup`] (the
+    /// seed's `lookups`). Replaces a table of the same name.
+    pub fn lookup_table<K, V, I>(mut self, name: impl Into<String>, entries: I) -> Self
+    where
+        K: Serialize,
+        V: Serialize,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        let encoded: Result<HashMap<Vec<u8>, Vec<u8>>, Error> = entries
+            .into_iter()
+            .map(|(k, v)| {
+                Ok((
+                    lookup::encode("a lookup key", &k)?,
+                    lookup::encode("a lookup value", &v)?,
+                ))
+            })
+            .collect();
+        match encoded {
+            Ok(table) => self.shared.lookups.insert_table(name.into(), table),
+            Err(e) => self.setup_error = Some(e),
+        }
+        self
+    }
+
+    /// The conductor's unique id.
+    pub fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    /// The worker type this conductor starts.
+    pub fn worker_type(&self) -> &str {
+        &self.settings.worker_type
+    }
+
+    /// The most worker processes alive at once.
+    pub fn get_worker_limit(&self) -> usize {
+        self.settings.worker_limit
+    }
+
+    /// A handle for messages, lookups and abort, usable before and during the run.
+    pub fn handle(&self) -> ConductorHandle {
+        ConductorHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Starts the run and returns at once; read its events, then wait for its report.
+    /// Must be called inside a tokio runtime.
+    pub fn start(self) -> Result<Running<J, O>, Error> {
+        let (events_tx, events) = mpsc::channel(64);
+        let handle = self.handle();
+        let (settings, shared, source, commands) = self.prepare()?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::usage("Conductor::start must be called inside a tokio runtime"))?;
+        let task = runtime.spawn(Master::<J, O>::run(
+            settings,
+            shared,
+            source,
+            commands,
+            Some(events_tx),
+        ));
+        Ok(Running {
+            events,
+            buffered: VecDeque::new(),
+            handle,
+            task,
+        })
+    }
+
+    /// Runs every job and returns the report; outputs are not kept (use
+    /// [`Conductor::start`] to receive them as events).
+    pub async fn run(self) -> Result<Report<J>, Error> {
+        let (settings, shared, source, commands) = self.prepare()?;
+        Master::<J, O>::run(settings, shared, source, commands, None).await
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn prepare(
+        self,
+    ) -> Result<
+        (
+            Settings,
+            Arc<Shared>,
+            Jobs<J>,
+            mpsc::UnboundedReceiver<Command>,
+        ),
+        Error,
+    > {
+        role::ensure_master()?;
+        if let Some(error) = self.setup_error {
+            return Err(error);
+        }
+        let registration = registry::find(&self.settings.worker_type)?;
+        registry::check_types::<J, O>(registration)?;
+        Ok((self.settings, self.shared, self.source, self.commands))
+    }
+}
+
+impl<J, O> std::fmt::Debug for Conductor<J, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conductor")
+            .field("id", &self.shared.id)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+/// The seed's default: the number of CPUs, at most 4.
+fn default_worker_limit() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+}

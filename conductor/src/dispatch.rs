@@ -1,0 +1,125 @@
+//! How many jobs each worker gets at once: pipelined, adaptive, overridable.
+//!
+//! A worker should never wait for its next job, yet should not hoard jobs that an
+//! idle worker could run. The pacer keeps about [`TARGET_QUEUED_WORK`] of work in
+//! flight per worker, from a running estimate of how long a job takes there: tiny jobs
+//! get windows of thousands (sent in large frames), long jobs a window of one. A
+//! window is refilled when half of it has come back, so frames carry many jobs.
+
+use std::time::{Duration, Instant};
+
+/// How much work, by time, each worker should have queued.
+pub(crate) const TARGET_QUEUED_WORK: Duration = Duration::from_millis(2);
+/// The most jobs in flight per worker, whatever the estimate.
+pub(crate) const MAX_WINDOW: usize = 4096;
+/// The most bytes of jobs in one frame (a larger single job still goes alone).
+pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The user's overrides, for the rare workload the estimate serves badly.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DispatchSettings {
+    /// Fixed number of jobs in flight per worker.
+    pub prefetch: Option<usize>,
+    /// Fixed most jobs per frame.
+    pub batch: Option<usize>,
+}
+
+/// One worker's window.
+pub(crate) struct Pacer {
+    settings: DispatchSettings,
+    window: usize,
+    /// Running estimate of seconds per job on this worker.
+    per_job: Option<f64>,
+}
+
+impl Pacer {
+    pub fn new(settings: DispatchSettings) -> Self {
+        let window = settings.prefetch.unwrap_or(1).clamp(1, 1 << 20);
+        Pacer {
+            settings,
+            window,
+            per_job: None,
+        }
+    }
+
+    /// How many jobs to send now to a worker that has `in_flight` of them.
+    pub fn room(&self, in_flight: usize) -> usize {
+        if in_flight > self.window / 2 {
+            return 0;
+        }
+        let room = self.window - in_flight;
+        match self.settings.batch {
+            Some(batch) => room.min(batch.max(1)),
+            None => room,
+        }
+    }
+
+    /// Learns from `count` answers that arrived `busy` after the oldest of them started.
+    pub fn observe(&mut self, count: usize, busy: Duration) {
+        if count == 0 || self.settings.prefetch.is_some() {
+            return;
+        }
+        let sample = busy.as_secs_f64() / count as f64;
+        let estimate = match self.per_job {
+            Some(previous) => previous * 0.7 + sample * 0.3,
+            None => sample,
+        };
+        self.per_job = Some(estimate);
+        let wanted = (TARGET_QUEUED_WORK.as_secs_f64() / estimate.max(1e-9)).ceil() as usize;
+        // Grow at most twofold per answer, like a slow start; shrink at once.
+        self.window = wanted.clamp(1, MAX_WINDOW).min(self.window * 2);
+    }
+
+    pub fn window(&self) -> usize {
+        self.window
+    }
+}
+
+/// The time since `since`, for [`Pacer::observe`].
+pub(crate) fn busy_since(since: Instant) -> Duration {
+    Instant::now().saturating_duration_since(since)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_jobs_open_the_window_and_long_jobs_close_it() {
+        let mut pacer = Pacer::new(DispatchSettings::default());
+        assert_eq!(pacer.room(0), 1);
+        for _ in 0..20 {
+            pacer.observe(
+                pacer.window(),
+                Duration::from_micros(50 + pacer.window() as u64 / 10),
+            );
+        }
+        assert_eq!(pacer.window(), MAX_WINDOW);
+        for _ in 0..10 {
+            pacer.observe(1, Duration::from_millis(50));
+        }
+        assert_eq!(pacer.window(), 1);
+    }
+
+    #[test]
+    fn the_window_refills_when_half_has_come_back() {
+        let mut pacer = Pacer::new(DispatchSettings {
+            prefetch: Some(8),
+            batch: None,
+        });
+        assert_eq!(pacer.room(0), 8);
+        assert_eq!(pacer.room(5), 0);
+        assert_eq!(pacer.room(4), 4);
+        pacer.observe(100, Duration::from_nanos(1));
+        assert_eq!(pacer.window(), 8, "a fixed prefetch does not adapt");
+    }
+
+    #[test]
+    fn a_batch_override_caps_frames() {
+        let pacer = Pacer::new(DispatchSettings {
+            prefetch: Some(100),
+            batch: Some(10),
+        });
+        assert_eq!(pacer.room(0), 10);
+    }
+}

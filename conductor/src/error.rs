@@ -1,0 +1,202 @@
+//! The one error type of conductor.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+/// Everything that can go wrong in conductor, for the master and for job code alike.
+///
+/// Branch on meaning with the predicates (`is_crash_loop`, `is_remote`, ...) rather
+/// than on the message. An error that ends a run early still holds the jobs that did
+/// not run: see [`Error::not_run`].
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    kind: Kind,
+    /// Jobs that did not run when a run ended in error, as (job id, encoded job).
+    not_run: Vec<(u64, Bytes)>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Kind {
+    UnknownWorkerType {
+        name: String,
+        registered: Vec<String>,
+    },
+    DuplicateWorkerType {
+        name: String,
+        first: String,
+        second: String,
+    },
+    TypeMismatch {
+        worker_type: String,
+        worker_job: String,
+        worker_output: String,
+        conductor_job: String,
+        conductor_output: String,
+    },
+    CrashLoop {
+        deaths: u32,
+        last: String,
+        completed: u64,
+        failed: u64,
+    },
+    Spawn(std::io::Error),
+    Codec {
+        what: &'static str,
+        message: String,
+    },
+    /// The other side answered a request with an error.
+    Remote(String),
+    /// The other side went away before answering.
+    Disconnected(String),
+    /// The conductor was used in a way it does not allow.
+    Usage(String),
+}
+
+impl Error {
+    pub(crate) fn new(kind: Kind) -> Self {
+        Error(Box::new(Inner {
+            kind,
+            not_run: Vec::new(),
+        }))
+    }
+
+    pub(crate) fn with_not_run(mut self, not_run: Vec<(u64, Bytes)>) -> Self {
+        self.0.not_run = not_run;
+        self
+    }
+
+    pub(crate) fn codec(what: &'static str, err: impl fmt::Display) -> Self {
+        Error::new(Kind::Codec {
+            what,
+            message: err.to_string(),
+        })
+    }
+
+    pub(crate) fn remote(message: impl Into<String>) -> Self {
+        Error::new(Kind::Remote(message.into()))
+    }
+
+    pub(crate) fn disconnected(message: impl Into<String>) -> Self {
+        Error::new(Kind::Disconnected(message.into()))
+    }
+
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
+        Error::new(Kind::Usage(message.into()))
+    }
+
+    /// No worker of the requested type is registered in this binary.
+    pub fn is_unknown_worker_type(&self) -> bool {
+        matches!(self.0.kind, Kind::UnknownWorkerType { .. })
+    }
+
+    /// Two `#[conductor::worker]` registrations use the same type name.
+    pub fn is_duplicate_worker_type(&self) -> bool {
+        matches!(self.0.kind, Kind::DuplicateWorkerType { .. })
+    }
+
+    /// The conductor's job or output type differs from the worker's.
+    pub fn is_type_mismatch(&self) -> bool {
+        matches!(self.0.kind, Kind::TypeMismatch { .. })
+    }
+
+    /// Workers kept dying before finishing any job, so the run stopped.
+    pub fn is_crash_loop(&self) -> bool {
+        matches!(self.0.kind, Kind::CrashLoop { .. })
+    }
+
+    /// A worker process could not be started.
+    pub fn is_spawn(&self) -> bool {
+        matches!(self.0.kind, Kind::Spawn(_))
+    }
+
+    /// A value could not be serialized or deserialized.
+    pub fn is_codec(&self) -> bool {
+        matches!(self.0.kind, Kind::Codec { .. })
+    }
+
+    /// The other side (master or worker) answered a request with an error.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.0.kind, Kind::Remote(_))
+    }
+
+    /// The other side went away before answering.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self.0.kind, Kind::Disconnected(_))
+    }
+
+    /// The jobs that never ran when a run ended in error (empty for other errors),
+    /// decoded as the conductor's job type, with their job ids.
+    pub fn not_run<J: DeserializeOwned>(&self) -> Result<Vec<(u64, J)>, Error> {
+        self.0
+            .not_run
+            .iter()
+            .map(|(id, bytes)| {
+                Ok((
+                    *id,
+                    postcard::from_bytes(bytes).map_err(|e| Error::codec("a job", e))?,
+                ))
+            })
+            .collect()
+    }
+
+    /// How many jobs never ran when a run ended in error.
+    pub fn not_run_count(&self) -> usize {
+        self.0.not_run.len()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.kind {
+            Kind::UnknownWorkerType { name, registered } => {
+                write!(f, "no worker of type `{name}` is registered in this binary")?;
+                if registered.is_empty() {
+                    write!(f, " (none is: annotate a function with #[conductor::worker(type = \"{name}\")])")
+                } else {
+                    write!(f, " (registered: {})", registered.join(", "))
+                }
+            }
+            Kind::DuplicateWorkerType { name, first, second } => {
+                write!(f, "worker type `{name}` is registered twice: at {first} and at {second}")
+            }
+            Kind::TypeMismatch { worker_type, worker_job, worker_output, conductor_job, conductor_output } => write!(
+                f,
+                "worker type `{worker_type}` takes jobs of type `{worker_job}` and returns `{worker_output}`, \
+                 but the conductor sends `{conductor_job}` and expects `{conductor_output}`"
+            ),
+            Kind::CrashLoop { deaths, last, completed, failed } => write!(
+                f,
+                "crash loop: {deaths} workers in a row died before finishing a job (last: {last}); \
+                 stopped after {completed} completed and {failed} failed, {} not run",
+                self.0.not_run.len()
+            ),
+            Kind::Spawn(e) => write!(f, "could not start a worker process: {e}"),
+            Kind::Codec { what, message } => write!(f, "could not encode or decode {what}: {message}"),
+            Kind::Remote(message) => write!(f, "{message}"),
+            Kind::Disconnected(message) => write!(f, "{message}"),
+            Kind::Usage(message) => write!(f, "{message}"),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("message", &self.to_string())
+            .field("not_run", &self.0.not_run.len())
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.0.kind {
+            Kind::Spawn(e) => Some(e),
+            _ => None,
+        }
+    }
+}

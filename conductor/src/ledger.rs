@@ -1,0 +1,405 @@
+//! Job accounting: the one place that knows where every submitted job is.
+//!
+//! A job is *ready* (waiting to be sent), *in flight* on one worker, or *settled*
+//! (completed or failed) exactly once. Jobs of a worker that dies go back to the
+//! ready queues; nothing is dropped, and a late result for a job that was already
+//! requeued is ignored, so at the end `completed + failed + not run = submitted`.
+//!
+//! Blame for a crash is charged only where it is certain. When a worker dies with
+//! several jobs in flight, nobody knows which one killed it, so they all come back
+//! as *suspects* that are then sent one at a time to an otherwise idle worker: a
+//! poison job then fails after its attempts run out, and its neighbours never pay.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::protocol::BatchWriter;
+
+/// A job the ledger holds: the caller's value and its encoded form.
+pub(crate) struct PendingJob<J> {
+    pub id: u64,
+    pub job: J,
+    pub payload: Bytes,
+    /// Runs that ended with the job's worker crashing or timing out.
+    pub attempts: u32,
+}
+
+/// A job whose fate is sealed.
+pub(crate) enum Settled<J> {
+    Completed { id: u64, output: Bytes },
+    Failed(Failure<J>),
+}
+
+/// A job that failed for good.
+pub(crate) struct Failure<J> {
+    pub id: u64,
+    pub job: J,
+    pub error: String,
+    pub attempts: u32,
+}
+
+/// Who is to blame when a worker stops without answering all its jobs.
+pub(crate) enum Blame {
+    /// The worker said which job it was running when it crashed.
+    Job(u64),
+    /// The oldest job in flight ran too long.
+    Oldest,
+    /// Nobody knows.
+    Unknown,
+}
+
+struct InFlight<J> {
+    job: PendingJob<J>,
+    sent_at: Instant,
+}
+
+struct WorkerQueue<J> {
+    jobs: VecDeque<InFlight<J>>,
+    last_progress: Option<Instant>,
+    /// The worker holds a suspect: it gets nothing else until that answers.
+    isolating: bool,
+}
+
+impl<J> Default for WorkerQueue<J> {
+    fn default() -> Self {
+        WorkerQueue {
+            jobs: VecDeque::new(),
+            last_progress: None,
+            isolating: false,
+        }
+    }
+}
+
+pub(crate) struct Ledger<J> {
+    fresh: VecDeque<PendingJob<J>>,
+    retry: VecDeque<PendingJob<J>>,
+    suspects: VecDeque<PendingJob<J>>,
+    workers: HashMap<u64, WorkerQueue<J>>,
+    in_flight: usize,
+    submitted: u64,
+    completed: u64,
+    failed: u64,
+    max_attempts: u32,
+}
+
+impl<J> Ledger<J> {
+    pub fn new(max_attempts: u32) -> Self {
+        Ledger {
+            fresh: VecDeque::new(),
+            retry: VecDeque::new(),
+            suspects: VecDeque::new(),
+            workers: HashMap::new(),
+            in_flight: 0,
+            submitted: 0,
+            completed: 0,
+            failed: 0,
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    /// Takes a new job; returns its id (its position in submission order).
+    pub fn submit(&mut self, job: J, payload: Bytes) -> u64 {
+        let id = self.submitted;
+        self.submitted += 1;
+        self.fresh.push_back(PendingJob {
+            id,
+            job,
+            payload,
+            attempts: 0,
+        });
+        id
+    }
+
+    /// Takes a new job that can never run (it does not fit in a frame, say).
+    pub fn submit_failed(&mut self, job: J, error: String) -> Failure<J> {
+        let id = self.submitted;
+        self.submitted += 1;
+        self.failed += 1;
+        Failure {
+            id,
+            job,
+            error,
+            attempts: 0,
+        }
+    }
+
+    pub fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    pub fn completed(&self) -> u64 {
+        self.completed
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failed
+    }
+
+    /// Jobs waiting to be sent.
+    pub fn ready(&self) -> usize {
+        self.fresh.len() + self.retry.len() + self.suspects.len()
+    }
+
+    /// Jobs not yet settled.
+    pub fn outstanding(&self) -> usize {
+        self.ready() + self.in_flight
+    }
+
+    pub fn in_flight_on(&self, worker: u64) -> usize {
+        self.workers.get(&worker).map_or(0, |q| q.jobs.len())
+    }
+
+    /// Moves up to `room` ready jobs onto `worker`, writing them into `batch` until it
+    /// holds `max_bytes`. Returns how many were sent.
+    pub fn dispatch(
+        &mut self,
+        worker: u64,
+        room: usize,
+        max_bytes: usize,
+        batch: &mut BatchWriter,
+    ) -> usize {
+        let now = Instant::now();
+        let queue = self.workers.entry(worker).or_default();
+        if room == 0 || queue.isolating {
+            return 0;
+        }
+        if !self.suspects.is_empty() {
+            // Suspects go alone to an idle worker; busy workers drain meanwhile.
+            if !queue.jobs.is_empty() {
+                return 0;
+            }
+            let Some(job) = self.suspects.pop_front() else {
+                return 0;
+            };
+            batch.push_job(job.id, &job.payload);
+            queue.isolating = true;
+            queue.jobs.push_back(InFlight { job, sent_at: now });
+            self.in_flight += 1;
+            return 1;
+        }
+        let mut sent = 0;
+        while sent < room {
+            let next = match self.retry.front() {
+                Some(_) => &mut self.retry,
+                None => &mut self.fresh,
+            };
+            let Some(front) = next.front() else { break };
+            if sent > 0 && batch.byte_len() + front.payload.len() + 12 > max_bytes {
+                break;
+            }
+            let Some(job) = next.pop_front() else { break };
+            batch.push_job(job.id, &job.payload);
+            queue.jobs.push_back(InFlight { job, sent_at: now });
+            sent += 1;
+        }
+        self.in_flight += sent;
+        sent
+    }
+
+    /// Records a worker's answer for job `id`. Returns `None` for an answer the
+    /// ledger no longer expects from that worker (the job was requeued meanwhile).
+    pub fn settle(
+        &mut self,
+        worker: u64,
+        id: u64,
+        outcome: Result<Bytes, String>,
+    ) -> Option<Settled<J>> {
+        let queue = self.workers.get_mut(&worker)?;
+        // Workers answer in order, so the match is almost always at the front.
+        let position = queue.jobs.iter().position(|f| f.job.id == id)?;
+        let InFlight { job, .. } = queue.jobs.remove(position)?;
+        queue.last_progress = Some(Instant::now());
+        if queue.jobs.is_empty() {
+            queue.isolating = false;
+        }
+        self.in_flight -= 1;
+        Some(match outcome {
+            Ok(output) => {
+                self.completed += 1;
+                Settled::Completed { id, output }
+            }
+            Err(error) => {
+                self.failed += 1;
+                Settled::Failed(Failure {
+                    id,
+                    job: job.job,
+                    error,
+                    attempts: job.attempts + 1,
+                })
+            }
+        })
+    }
+
+    /// The oldest job in flight on `worker` and when it started running, as far as
+    /// the master can tell: when it was sent or when the job before it answered.
+    pub fn oldest_running(&self, worker: u64) -> Option<(u64, Instant)> {
+        let queue = self.workers.get(&worker)?;
+        let front = queue.jobs.front()?;
+        let started = match queue.last_progress {
+            Some(progress) if progress > front.sent_at => progress,
+            _ => front.sent_at,
+        };
+        Some((front.job.id, started))
+    }
+
+    /// Takes back every job of a worker that stopped. The blamed job counts an
+    /// attempt and fails for good once it has used them all; the returned failures
+    /// carry `reason`.
+    pub fn worker_lost(&mut self, worker: u64, blame: Blame, reason: &str) -> Vec<Failure<J>> {
+        let Some(queue) = self.workers.remove(&worker) else {
+            return Vec::new();
+        };
+        let mut jobs: Vec<PendingJob<J>> = queue.jobs.into_iter().map(|f| f.job).collect();
+        self.in_flight -= jobs.len();
+        // `Some(culprit)` when blame is certain; the culprit may have answered already.
+        let blamed = match blame {
+            Blame::Job(id) => Some(jobs.iter().position(|j| j.id == id)),
+            Blame::Oldest => Some((!jobs.is_empty()).then_some(0)),
+            Blame::Unknown if jobs.len() == 1 => Some(Some(0)),
+            Blame::Unknown => None,
+        };
+        let Some(culprit) = blamed else {
+            self.suspects.extend(jobs);
+            return Vec::new();
+        };
+        let mut failures = Vec::new();
+        if let Some(index) = culprit {
+            let mut job = jobs.remove(index);
+            job.attempts += 1;
+            if job.attempts >= self.max_attempts {
+                self.failed += 1;
+                let error = format!(
+                    "{reason} (attempt {} of {})",
+                    job.attempts, self.max_attempts
+                );
+                failures.push(Failure {
+                    id: job.id,
+                    attempts: job.attempts,
+                    job: job.job,
+                    error,
+                });
+            } else {
+                self.suspects.push_back(job);
+            }
+        }
+        // The others were only waiting behind the culprit: requeue them first.
+        for job in jobs.into_iter().rev() {
+            self.retry.push_front(job);
+        }
+        failures
+    }
+
+    /// Every job that is not settled, in submission order, leaving the ledger empty.
+    pub fn drain_not_run(&mut self) -> Vec<PendingJob<J>> {
+        let mut jobs: Vec<PendingJob<J>> = Vec::with_capacity(self.outstanding());
+        jobs.extend(self.suspects.drain(..));
+        jobs.extend(self.retry.drain(..));
+        jobs.extend(self.fresh.drain(..));
+        for (_, queue) in self.workers.drain() {
+            jobs.extend(queue.jobs.into_iter().map(|f| f.job));
+        }
+        self.in_flight = 0;
+        jobs.sort_by_key(|j| j.id);
+        jobs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ledger_with(jobs: u64, max_attempts: u32) -> Ledger<u64> {
+        let mut ledger = Ledger::new(max_attempts);
+        for n in 0..jobs {
+            ledger.submit(n, Bytes::from(vec![n as u8]));
+        }
+        ledger
+    }
+
+    fn send(ledger: &mut Ledger<u64>, worker: u64, room: usize) -> usize {
+        ledger.dispatch(worker, room, 1 << 20, &mut BatchWriter::jobs(64))
+    }
+
+    #[test]
+    fn every_job_settles_once() {
+        let mut ledger = ledger_with(4, 3);
+        assert_eq!(send(&mut ledger, 1, 3), 3);
+        assert!(matches!(
+            ledger.settle(1, 0, Ok(Bytes::new())),
+            Some(Settled::Completed { id: 0, .. })
+        ));
+        assert!(
+            ledger.settle(1, 0, Ok(Bytes::new())).is_none(),
+            "a second answer is ignored"
+        );
+        assert!(matches!(
+            ledger.settle(1, 1, Err("bad".into())),
+            Some(Settled::Failed(_))
+        ));
+        assert_eq!(
+            (ledger.completed(), ledger.failed(), ledger.outstanding()),
+            (1, 1, 2)
+        );
+    }
+
+    #[test]
+    fn an_unknown_culprit_makes_suspects_that_run_alone() {
+        let mut ledger = ledger_with(5, 2);
+        assert_eq!(send(&mut ledger, 1, 3), 3);
+        assert!(ledger.worker_lost(1, Blame::Unknown, "crashed").is_empty());
+        assert_eq!(ledger.outstanding(), 5);
+        // One suspect at a time, and a busy worker gets nothing until it is idle.
+        assert_eq!(send(&mut ledger, 2, 10), 1);
+        assert_eq!(send(&mut ledger, 2, 10), 0);
+        assert_eq!(send(&mut ledger, 3, 10), 1);
+        // Worker 2 dies alone with job 0: that is certain blame.
+        assert!(ledger.worker_lost(2, Blame::Unknown, "crashed").is_empty());
+        assert_eq!(send(&mut ledger, 4, 10), 1);
+        assert!(matches!(
+            ledger.settle(4, 2, Ok(Bytes::new())),
+            Some(Settled::Completed { id: 2, .. })
+        ));
+        // Job 0 runs alone again and kills its worker a second time: out of attempts.
+        assert_eq!(send(&mut ledger, 4, 10), 1);
+        let failures = ledger.worker_lost(4, Blame::Unknown, "crashed");
+        assert_eq!(failures.len(), 1);
+        assert_eq!((failures[0].id, failures[0].attempts), (0, 2));
+        assert!(
+            failures[0].error.contains("attempt 2 of 2"),
+            "{}",
+            failures[0].error
+        );
+        assert_eq!(
+            ledger.completed() + ledger.failed() + ledger.outstanding() as u64,
+            5
+        );
+    }
+
+    #[test]
+    fn a_named_culprit_is_charged_and_the_rest_requeued() {
+        let mut ledger = ledger_with(3, 3);
+        send(&mut ledger, 1, 3);
+        ledger.worker_lost(1, Blame::Job(1), "crashed");
+        // Job 1 is a suspect now; the others are plain retries.
+        assert_eq!(send(&mut ledger, 2, 10), 1);
+        assert!(matches!(
+            ledger.settle(2, 1, Ok(Bytes::new())),
+            Some(Settled::Completed { id: 1, .. })
+        ));
+        assert_eq!(send(&mut ledger, 2, 10), 2);
+        let not_run: Vec<u64> = ledger.drain_not_run().iter().map(|j| j.id).collect();
+        assert_eq!(not_run, vec![0, 2]);
+        assert_eq!(ledger.outstanding(), 0);
+    }
+
+    #[test]
+    fn batches_respect_the_byte_budget_but_always_send_one() {
+        let mut ledger: Ledger<u64> = Ledger::new(3);
+        ledger.submit(0, Bytes::from(vec![0; 100]));
+        ledger.submit(1, Bytes::from(vec![0; 100]));
+        assert_eq!(ledger.dispatch(1, 10, 50, &mut BatchWriter::jobs(64)), 1);
+        assert_eq!(ledger.oldest_running(1).map(|(id, _)| id), Some(0));
+    }
+}

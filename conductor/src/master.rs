@@ -1,0 +1,941 @@
+//! The master's run loop: starts workers, feeds them jobs, hears them out, and ends
+//! when every job is accounted for.
+//!
+//! One task owns all the run's state, so there are no locks on the hot path. A job
+//! travels: source → [`Ledger::submit`] → [`Ledger::dispatch`] (a jobs frame through
+//! the worker's link) → the worker → a results frame read by the worker's reader task
+//! → [`Master::on_results`] → [`Ledger::settle`] → an [`Event::Output`] or
+//! [`Event::Failed`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+
+use crate::dispatch::{busy_since, DispatchSettings, Pacer, MAX_BATCH_BYTES};
+use crate::error::{Error, Kind};
+use crate::handle::{Command, Shared, WorkerLink};
+use crate::jobs::Jobs;
+use crate::ledger::{Blame, Failure, Ledger, Settled};
+use crate::lookup;
+use crate::message::{Message, Responder};
+use crate::process;
+use crate::protocol::{
+    control_frame, decode_control, read_frame_async, BatchWriter, Frame, Request, ResultsReader,
+    StatsRoll, ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
+};
+use crate::report::{JobFailure, JobOutput, Report};
+use crate::running::{Event, WorkerCrash, WorkerExit};
+use crate::stats::Aggregator;
+
+/// Everything a conductor was configured with.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub worker_type: String,
+    pub worker_limit: usize,
+    pub worker_env: Vec<(String, String)>,
+    pub logging: bool,
+    pub stats_interval: Duration,
+    pub job_timeout: Option<Duration>,
+    pub startup_timeout: Duration,
+    pub max_attempts: u32,
+    pub dispatch: DispatchSettings,
+    pub max_frame_bytes: usize,
+    pub crash_on_job_error: bool,
+    pub crash_loop_limit: Option<u32>,
+    pub stop_grace: Duration,
+}
+
+/// How long aborted workers get to exit before they are killed.
+const ABORT_GRACE: Duration = Duration::from_secs(2);
+/// How often deadlines (job timeouts, start-up, shutdown) are checked.
+const TICK: Duration = Duration::from_millis(50);
+/// How long the master waits for a dead worker's last frames.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
+
+/// What a worker's tasks tell the run loop.
+enum WorkerEvent {
+    Ready {
+        job_type: String,
+        output_type: String,
+        protocol: u32,
+    },
+    Refused(String),
+    Results(Bytes),
+    Message(Message),
+    Stats(StatsRoll),
+    Crash {
+        reason: String,
+        job: Option<u64>,
+    },
+    Bye,
+    /// The worker broke the protocol; its reader stopped.
+    Broken(String),
+    Exited(std::io::Result<std::process::ExitStatus>),
+}
+
+struct FromWorker {
+    worker_id: u64,
+    event: WorkerEvent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Starting(Instant),
+    Ready,
+    Stopping,
+    /// Killed by the master; its jobs are already back in the ledger.
+    Killed,
+}
+
+struct WorkerSlot {
+    state: SlotState,
+    link: WorkerLink,
+    kill: Arc<Notify>,
+    pacer: Pacer,
+    answers: u64,
+    said_bye: bool,
+    crash: Option<(String, Option<u64>)>,
+    kill_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    Running,
+    Finishing(Instant),
+    Aborting(Instant),
+    Failed(Instant),
+}
+
+pub(crate) struct Master<J, O> {
+    settings: Settings,
+    shared: Arc<Shared>,
+    ledger: Ledger<J>,
+    workers: BTreeMap<u64, WorkerSlot>,
+    next_worker_id: u64,
+    worker_tx: mpsc::UnboundedSender<FromWorker>,
+    events: Option<mpsc::Sender<Vec<Event<J, O>>>>,
+    pending_events: Vec<Event<J, O>>,
+    failures: Vec<JobFailure<J>>,
+    stats: Aggregator,
+    phase: Phase,
+    fatal: Option<Error>,
+    deaths_without_progress: u32,
+    last_death: String,
+    workers_started: u64,
+    worker_crashes: u64,
+    arena: BytesMut,
+    round_robin: usize,
+    _output: PhantomData<fn() -> O>,
+}
+
+macro_rules! log {
+    ($master:expr, $level:ident, $($arg:tt)+) => {
+        if $master.settings.logging {
+            tracing::$level!(conductor = %$master.shared.id, worker_type = %$master.settings.worker_type, $($arg)+);
+        }
+    };
+}
+
+impl<J, O> Master<J, O>
+where
+    J: Serialize + Clone + Send + 'static,
+    O: DeserializeOwned + Send + 'static,
+{
+    pub(crate) async fn run(
+        settings: Settings,
+        shared: Arc<Shared>,
+        source: Jobs<J>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        events: Option<mpsc::Sender<Vec<Event<J, O>>>>,
+    ) -> Result<Report<J>, Error> {
+        let (worker_tx, mut worker_rx) = mpsc::unbounded_channel();
+        let mut master = Master {
+            ledger: Ledger::new(settings.max_attempts),
+            settings,
+            shared,
+            workers: BTreeMap::new(),
+            next_worker_id: 1,
+            worker_tx,
+            events,
+            pending_events: Vec::new(),
+            failures: Vec::new(),
+            stats: Aggregator::default(),
+            phase: Phase::Running,
+            fatal: None,
+            deaths_without_progress: 0,
+            last_death: String::new(),
+            workers_started: 0,
+            worker_crashes: 0,
+            arena: BytesMut::new(),
+            round_robin: 0,
+            _output: PhantomData,
+        };
+        let started = Instant::now();
+        master.shared.processing.store(true, Ordering::Relaxed);
+        log!(
+            master,
+            info,
+            worker_limit = master.settings.worker_limit,
+            "conductor started"
+        );
+        let mut source = Some(source);
+        let mut pulled = Vec::new();
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if master.phase == Phase::Running {
+                if let Some(jobs) = source.as_mut().filter(|s| s.is_sync()) {
+                    let ended = jobs.pull_now(master.wanted_jobs(), &mut pulled);
+                    master.accept_jobs(&mut pulled);
+                    if ended {
+                        source = None;
+                    }
+                }
+                master.maybe_finish(source.is_none());
+                master.spawn_workers(source.is_some()).await;
+                master.dispatch();
+            }
+            master.flush_events().await;
+            if master.phase != Phase::Running && master.workers.is_empty() {
+                break;
+            }
+            let want_stream = master.phase == Phase::Running && master.wanted_jobs() > 0;
+            tokio::select! {
+                event = worker_rx.recv() => {
+                    // The master holds a sender, so the channel never closes here.
+                    if let Some(event) = event {
+                        master.on_worker_event(event);
+                    }
+                    // Take what else has arrived before dispatching again.
+                    for _ in 0..256 {
+                        match worker_rx.try_recv() {
+                            Ok(event) => master.on_worker_event(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(command) = commands.recv() => match command {
+                    Command::Abort => master.abort(),
+                },
+                ended = pull_stream(&mut source, master.wanted_jobs(), &mut pulled), if want_stream && source.as_ref().is_some_and(|s| !s.is_sync()) => {
+                    master.accept_jobs(&mut pulled);
+                    if ended {
+                        source = None;
+                    }
+                }
+                _ = tick.tick() => master.check_deadlines(),
+            }
+        }
+        master.finish(started, source)
+    }
+
+    /// How many more jobs to pull from the source now: enough to refill every
+    /// worker's window, so memory stays flat however long the source is.
+    fn wanted_jobs(&self) -> usize {
+        let windows: usize = self.workers.values().map(|w| w.pacer.window()).sum();
+        let target = windows.max(self.settings.worker_limit) * 2;
+        target.saturating_sub(self.ledger.ready())
+    }
+
+    fn accept_jobs(&mut self, pulled: &mut Vec<J>) {
+        let limit = self.settings.max_frame_bytes.saturating_sub(64);
+        for job in pulled.drain(..) {
+            if self.arena.capacity() - self.arena.len() < 512 {
+                self.arena.reserve(64 << 10);
+            }
+            let encoded = postcard::to_io(&job, (&mut self.arena).writer()).map(drop);
+            let payload = self.arena.split().freeze();
+            let error = match encoded {
+                Err(e) => format!("could not encode the job: {e}"),
+                Ok(_) if payload.len() > limit => format!(
+                    "the job of {} bytes exceeds the frame limit of {} bytes",
+                    payload.len(),
+                    self.settings.max_frame_bytes
+                ),
+                Ok(_) => {
+                    self.ledger.submit(job, payload);
+                    continue;
+                }
+            };
+            let failure = self.ledger.submit_failed(job, error);
+            self.record_failure(failure);
+        }
+    }
+
+    /// Starts the shutdown once the source is dry and every job is settled.
+    fn maybe_finish(&mut self, source_done: bool) {
+        if !source_done || self.ledger.outstanding() > 0 {
+            return;
+        }
+        log!(self, info, "all jobs are accounted for; stopping workers");
+        self.phase = Phase::Finishing(Instant::now() + self.settings.stop_grace);
+        let stop = control_frame(&ToWorker::Stop);
+        for slot in self.workers.values_mut() {
+            if matches!(slot.state, SlotState::Starting(_) | SlotState::Ready) {
+                slot.state = SlotState::Stopping;
+                let _ = slot.link.send(stop.clone());
+            }
+        }
+    }
+
+    async fn spawn_workers(&mut self, source_open: bool) {
+        let alive = self
+            .workers
+            .values()
+            .filter(|w| matches!(w.state, SlotState::Starting(_) | SlotState::Ready))
+            .count();
+        let desired = if source_open {
+            self.settings.worker_limit
+        } else {
+            self.settings.worker_limit.min(self.ledger.outstanding())
+        };
+        for _ in alive..desired {
+            if let Err(e) = self.spawn_worker().await {
+                log!(self, error, "could not start a worker: {e}");
+                self.fail(e);
+                return;
+            }
+        }
+    }
+
+    async fn spawn_worker(&mut self) -> Result<(), Error> {
+        let worker_id = self.next_worker_id;
+        self.next_worker_id += 1;
+        let spawned = process::spawn_worker(&self.settings.worker_type, &self.settings.worker_env)
+            .await
+            .map_err(|e| Error::new(Kind::Spawn(e)))?;
+        self.workers_started += 1;
+        let (read, write) = spawned.channel.into_split();
+        let (link, outbox) = mpsc::unbounded_channel::<Bytes>();
+        let config = WorkerConfig {
+            protocol: PROTOCOL_VERSION,
+            worker_type: self.settings.worker_type.clone(),
+            job_type: std::any::type_name::<J>().to_string(),
+            output_type: std::any::type_name::<O>().to_string(),
+            worker_id,
+            master_id: self.shared.id.clone(),
+            stats_interval_ms: self.settings.stats_interval.as_millis() as u64,
+            max_frame_bytes: self.settings.max_frame_bytes as u64,
+            logging: self.settings.logging,
+            crash_on_job_error: self.settings.crash_on_job_error,
+        };
+        let _ = link.send(control_frame(&ToWorker::Config(config)));
+        tokio::spawn(write_frames(write, outbox));
+        let reader = tokio::spawn(read_frames(
+            worker_id,
+            read,
+            self.shared.clone(),
+            link.clone(),
+            self.worker_tx.clone(),
+            self.settings.max_frame_bytes,
+        ));
+        let kill = Arc::new(Notify::new());
+        tokio::spawn(wait_for_exit(
+            worker_id,
+            spawned.child,
+            reader,
+            kill.clone(),
+            self.worker_tx.clone(),
+        ));
+        log!(self, debug, worker_id, "worker process started");
+        self.workers.insert(
+            worker_id,
+            WorkerSlot {
+                state: SlotState::Starting(Instant::now()),
+                link,
+                kill,
+                pacer: Pacer::new(self.settings.dispatch),
+                answers: 0,
+                said_bye: false,
+                crash: None,
+                kill_reason: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Sends ready jobs to workers with room in their window, taking turns so a
+    /// short queue is shared out fairly.
+    fn dispatch(&mut self) {
+        if self.ledger.ready() == 0 {
+            return;
+        }
+        let ready: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.state == SlotState::Ready)
+            .map(|(id, _)| *id)
+            .collect();
+        if ready.is_empty() {
+            return;
+        }
+        self.round_robin = self.round_robin.wrapping_add(1);
+        for k in 0..ready.len() {
+            let worker_id = ready[(self.round_robin + k) % ready.len()];
+            let Some(slot) = self.workers.get(&worker_id) else {
+                continue;
+            };
+            let room = slot.pacer.room(self.ledger.in_flight_on(worker_id));
+            if room == 0 {
+                continue;
+            }
+            let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
+            if self
+                .ledger
+                .dispatch(worker_id, room, MAX_BATCH_BYTES, &mut batch)
+                > 0
+            {
+                let _ = slot.link.send(batch.finish());
+            }
+            if self.ledger.ready() == 0 {
+                break;
+            }
+        }
+    }
+
+    fn on_worker_event(&mut self, FromWorker { worker_id, event }: FromWorker) {
+        if !self.workers.contains_key(&worker_id) {
+            return;
+        }
+        match event {
+            WorkerEvent::Ready {
+                job_type,
+                output_type,
+                protocol,
+            } => self.on_ready(worker_id, job_type, output_type, protocol),
+            WorkerEvent::Refused(reason) => {
+                let message = format!("worker {worker_id} refused to start: {reason}");
+                log!(self, error, "{message}");
+                self.fail(Error::remote(message));
+            }
+            WorkerEvent::Results(body) => self.on_results(worker_id, body),
+            WorkerEvent::Message(message) => {
+                if self.events.is_some() {
+                    self.pending_events.push(Event::Message(message));
+                } else {
+                    let cmd = message.cmd().to_string();
+                    message.reply_error(format!(
+                        "command `{cmd}` was not handled: the master does not listen for messages \
+                         (use Conductor::start and read its events)"
+                    ));
+                }
+            }
+            WorkerEvent::Stats(roll) => {
+                let live = self.live_workers();
+                if let Some(report) = self.stats.add(worker_id, roll, &live) {
+                    self.publish_stats(report);
+                }
+            }
+            WorkerEvent::Crash { reason, job } => {
+                if let Some(slot) = self.workers.get_mut(&worker_id) {
+                    slot.crash = Some((reason, job));
+                }
+            }
+            WorkerEvent::Bye => {
+                if let Some(slot) = self.workers.get_mut(&worker_id) {
+                    slot.said_bye = true;
+                }
+            }
+            WorkerEvent::Broken(reason) => {
+                log!(
+                    self,
+                    error,
+                    worker_id,
+                    "worker broke the protocol: {reason}"
+                );
+                self.kill_worker(
+                    worker_id,
+                    format!("broke the protocol: {reason}"),
+                    Blame::Unknown,
+                );
+            }
+            WorkerEvent::Exited(status) => self.on_exit(worker_id, status),
+        }
+    }
+
+    fn on_ready(&mut self, worker_id: u64, job_type: String, output_type: String, protocol: u32) {
+        let expected = (std::any::type_name::<J>(), std::any::type_name::<O>());
+        if protocol != PROTOCOL_VERSION || job_type != expected.0 || output_type != expected.1 {
+            let reason = format!(
+                "worker {worker_id} runs protocol {protocol} with `{job_type}` → `{output_type}`, \
+                 but this conductor runs protocol {PROTOCOL_VERSION} with `{}` → `{}`",
+                expected.0, expected.1
+            );
+            self.fail(Error::remote(reason));
+            return;
+        }
+        let Some(slot) = self.workers.get_mut(&worker_id) else {
+            return;
+        };
+        if let SlotState::Starting(_) = slot.state {
+            slot.state = SlotState::Ready;
+        }
+        self.shared
+            .lock_links()
+            .insert(worker_id, slot.link.clone());
+        log!(self, info, worker_id, "worker ready");
+        self.push_event(Event::WorkerStarted { worker_id });
+    }
+
+    fn on_results(&mut self, worker_id: u64, body: Bytes) {
+        let started = self.ledger.oldest_running(worker_id).map(|(_, at)| at);
+        let mut count = 0;
+        for entry in ResultsReader::new(body) {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.kill_worker(
+                        worker_id,
+                        format!("sent a broken results frame: {e}"),
+                        Blame::Unknown,
+                    );
+                    return;
+                }
+            };
+            let Some(settled) = self.ledger.settle(worker_id, entry.id, entry.outcome) else {
+                continue;
+            };
+            count += 1;
+            match settled {
+                Settled::Completed { id, output } => {
+                    if self.events.is_some() {
+                        match postcard::from_bytes::<O>(&output) {
+                            Ok(output) => self.push_event(Event::Output(JobOutput {
+                                id,
+                                worker_id,
+                                output,
+                            })),
+                            Err(e) => log!(
+                                self,
+                                error,
+                                job_id = id,
+                                "could not decode a job's output: {e}"
+                            ),
+                        }
+                    }
+                }
+                Settled::Failed(failure) => self.record_failure(failure),
+            }
+        }
+        if count > 0 {
+            self.deaths_without_progress = 0;
+            if let Some(slot) = self.workers.get_mut(&worker_id) {
+                slot.answers += count as u64;
+                if let Some(started) = started {
+                    slot.pacer.observe(count, busy_since(started));
+                }
+            }
+        }
+    }
+
+    fn record_failure(&mut self, failure: Failure<J>) {
+        let Failure {
+            id,
+            job,
+            error,
+            attempts,
+        } = failure;
+        log!(self, warn, job_id = id, attempts, "job failed: {error}");
+        let failure = JobFailure {
+            id,
+            job,
+            error,
+            attempts,
+        };
+        if self.events.is_some() {
+            self.pending_events.push(Event::Failed(failure.clone()));
+        }
+        self.failures.push(failure);
+    }
+
+    /// Stops a worker that misbehaved and takes its jobs back at once.
+    fn kill_worker(&mut self, worker_id: u64, reason: String, blame: Blame) {
+        let Some(slot) = self.workers.get_mut(&worker_id) else {
+            return;
+        };
+        if slot.state == SlotState::Killed {
+            return;
+        }
+        slot.state = SlotState::Killed;
+        slot.kill.notify_one();
+        slot.kill_reason = Some(reason.clone());
+        self.shared.forget_worker(worker_id);
+        let failures =
+            self.ledger
+                .worker_lost(worker_id, blame, &format!("worker {worker_id} {reason}"));
+        for failure in failures {
+            self.record_failure(failure);
+        }
+    }
+
+    fn on_exit(&mut self, worker_id: u64, status: std::io::Result<std::process::ExitStatus>) {
+        let Some(slot) = self.workers.remove(&worker_id) else {
+            return;
+        };
+        self.shared.forget_worker(worker_id);
+        let (code, signal) = match &status {
+            Ok(status) => (status.code(), status.signal()),
+            Err(_) => (None, None),
+        };
+        let expected = slot.said_bye || matches!(self.phase, Phase::Aborting(_) | Phase::Failed(_));
+        if !expected {
+            self.worker_crashes += 1;
+            let reason = match (&slot.kill_reason, &slot.crash, &status) {
+                (Some(reason), _, _) => format!("killed by the master: it {reason}"),
+                (None, Some((reason, _)), _) => format!("crashed: {reason}"),
+                (None, None, Ok(status)) => format!("exited unexpectedly ({status})"),
+                (None, None, Err(e)) => format!("could not be waited for: {e}"),
+            };
+            log!(self, warn, worker_id, ?code, ?signal, "worker {reason}");
+            if slot.state != SlotState::Killed {
+                let blame = match &slot.crash {
+                    Some((_, Some(job))) => Blame::Job(*job),
+                    _ => Blame::Unknown,
+                };
+                let failures = self.ledger.worker_lost(
+                    worker_id,
+                    blame,
+                    &format!("worker {worker_id} {reason}"),
+                );
+                for failure in failures {
+                    self.record_failure(failure);
+                }
+            }
+            if slot.answers == 0 && self.phase == Phase::Running {
+                self.deaths_without_progress += 1;
+                self.last_death = format!("worker {worker_id} {reason}");
+            }
+            self.push_event(Event::WorkerCrashed(WorkerCrash {
+                worker_id,
+                code,
+                signal,
+                reason,
+            }));
+        } else {
+            log!(self, debug, worker_id, ?code, ?signal, "worker exited");
+        }
+        self.push_event(Event::WorkerExited(WorkerExit {
+            worker_id,
+            code,
+            signal,
+        }));
+        let live = self.live_workers();
+        if let Some(report) = self.stats.complete(&live) {
+            self.publish_stats(report);
+        }
+        let limit = self.settings.crash_loop_limit.unwrap_or_else(|| {
+            (2 * self.settings.worker_limit as u32).max(4) + self.settings.max_attempts
+        });
+        if self.deaths_without_progress >= limit && self.phase == Phase::Running {
+            log!(
+                self,
+                error,
+                "crash loop: {} workers died before finishing a job",
+                self.deaths_without_progress
+            );
+            let error = Error::new(Kind::CrashLoop {
+                deaths: self.deaths_without_progress,
+                last: self.last_death.clone(),
+                completed: self.ledger.completed(),
+                failed: self.ledger.failed(),
+            });
+            self.fail(error);
+        }
+    }
+
+    fn check_deadlines(&mut self) {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Running => {}
+            Phase::Finishing(deadline) | Phase::Aborting(deadline) | Phase::Failed(deadline) => {
+                if now >= deadline {
+                    for slot in self.workers.values() {
+                        slot.kill.notify_one();
+                    }
+                }
+                return;
+            }
+        }
+        let mut overdue = Vec::new();
+        for (&worker_id, slot) in &self.workers {
+            match slot.state {
+                SlotState::Starting(since) if now - since > self.settings.startup_timeout => {
+                    overdue.push((
+                        worker_id,
+                        format!("did not start within {:?}", self.settings.startup_timeout),
+                    ));
+                }
+                SlotState::Ready => {
+                    let Some(timeout) = self.settings.job_timeout else {
+                        continue;
+                    };
+                    if let Some((job_id, started)) = self.ledger.oldest_running(worker_id) {
+                        if now - started > timeout {
+                            overdue.push((
+                                worker_id,
+                                format!("timed out after {timeout:?} on job {job_id}"),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (worker_id, reason) in overdue {
+            log!(self, warn, worker_id, "killing worker: it {reason}");
+            self.kill_worker(worker_id, reason, Blame::Oldest);
+        }
+    }
+
+    fn abort(&mut self) {
+        if self.phase != Phase::Running {
+            return;
+        }
+        log!(self, warn, "aborting");
+        self.phase = Phase::Aborting(Instant::now() + ABORT_GRACE);
+        self.tell_all_to_abort();
+    }
+
+    /// Ends the run with an error; the jobs not run go into the error.
+    fn fail(&mut self, error: Error) {
+        if matches!(self.phase, Phase::Failed(_) | Phase::Aborting(_)) {
+            return;
+        }
+        self.fatal = Some(error);
+        self.phase = Phase::Failed(Instant::now() + ABORT_GRACE);
+        self.tell_all_to_abort();
+    }
+
+    fn tell_all_to_abort(&mut self) {
+        let abort = control_frame(&ToWorker::Abort);
+        for slot in self.workers.values() {
+            let _ = slot.link.send(abort.clone());
+        }
+    }
+
+    fn live_workers(&self) -> BTreeSet<u64> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| matches!(w.state, SlotState::Ready | SlotState::Stopping))
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn publish_stats(&mut self, report: crate::stats::StatsReport) {
+        *self
+            .shared
+            .last_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(report.clone());
+        self.push_event(Event::Stats(report));
+    }
+
+    fn push_event(&mut self, event: Event<J, O>) {
+        if self.events.is_some() {
+            self.pending_events.push(event);
+        }
+    }
+
+    async fn flush_events(&mut self) {
+        if self.pending_events.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending_events);
+        let Some(events) = &self.events else { return };
+        if events.send(batch).await.is_err() {
+            // Nobody listens any more: stop producing events.
+            self.events = None;
+        }
+    }
+
+    fn finish(mut self, started: Instant, source: Option<Jobs<J>>) -> Result<Report<J>, Error> {
+        if let Some(report) = self.stats.take() {
+            self.publish_stats(report);
+        }
+        // Events not delivered by now are dropped; the report has what matters.
+        self.pending_events.clear();
+        self.shared.processing.store(false, Ordering::Relaxed);
+        let not_run = self.ledger.drain_not_run();
+        log!(
+            self,
+            info,
+            submitted = self.ledger.submitted(),
+            completed = self.ledger.completed(),
+            failed = self.ledger.failed(),
+            not_run = not_run.len(),
+            "conductor ended"
+        );
+        if let Some(error) = self.fatal.take() {
+            return Err(
+                error.with_not_run(not_run.into_iter().map(|j| (j.id, j.payload)).collect())
+            );
+        }
+        Ok(Report {
+            submitted: self.ledger.submitted(),
+            completed: self.ledger.completed(),
+            failures: std::mem::take(&mut self.failures),
+            not_run: not_run.into_iter().map(|j| (j.id, j.job)).collect(),
+            aborted: matches!(self.phase, Phase::Aborting(_)),
+            elapsed: started.elapsed(),
+            workers_started: self.workers_started,
+            worker_crashes: self.worker_crashes,
+            unsubmitted: source,
+        })
+    }
+}
+
+async fn pull_stream<J>(source: &mut Option<Jobs<J>>, max: usize, into: &mut Vec<J>) -> bool {
+    match source {
+        Some(jobs) => jobs.pull_ready(max.max(1), into).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes frames to one worker, in order, until the link is dropped.
+async fn write_frames(mut write: OwnedWriteHalf, mut outbox: mpsc::UnboundedReceiver<Bytes>) {
+    while let Some(frame) = outbox.recv().await {
+        if write.write_all(&frame).await.is_err() {
+            // The worker is gone; its exit is reported by its waiter.
+            return;
+        }
+    }
+}
+
+/// Reads one worker's frames. Lookups and replies are answered right here, without
+/// the run loop; everything else goes to it.
+async fn read_frames(
+    worker_id: u64,
+    read: OwnedReadHalf,
+    shared: Arc<Shared>,
+    link: WorkerLink,
+    to_master: mpsc::UnboundedSender<FromWorker>,
+    max_frame: usize,
+) {
+    let send = |event| {
+        let _ = to_master.send(FromWorker { worker_id, event });
+    };
+    let mut reader = BufReader::with_capacity(64 << 10, read);
+    loop {
+        let body = match read_frame_async(&mut reader, max_frame).await {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(e) => return send(WorkerEvent::Broken(e.to_string())),
+        };
+        let payload = match Frame::parse(body) {
+            Ok(Frame::Results(body)) => {
+                send(WorkerEvent::Results(body));
+                continue;
+            }
+            Ok(Frame::Control(payload)) => payload,
+            Ok(Frame::Jobs(_)) => {
+                return send(WorkerEvent::Broken("a worker sent a jobs frame".into()))
+            }
+            Err(e) => return send(WorkerEvent::Broken(e.to_string())),
+        };
+        let message = match decode_control::<ToMaster>(&payload) {
+            Ok(message) => message,
+            Err(e) => return send(WorkerEvent::Broken(e.to_string())),
+        };
+        match message {
+            ToMaster::Ready {
+                protocol,
+                job_type,
+                output_type,
+                ..
+            } => send(WorkerEvent::Ready {
+                job_type,
+                output_type,
+                protocol,
+            }),
+            ToMaster::Refused { reason } => send(WorkerEvent::Refused(reason)),
+            ToMaster::Request {
+                request_id,
+                request,
+            } => {
+                if let Some(event) = serve_request(worker_id, &shared, &link, request_id, request) {
+                    send(event);
+                }
+            }
+            ToMaster::Reply { request_id, result } => shared.answer(request_id, result),
+            ToMaster::Stats(roll) => send(WorkerEvent::Stats(roll)),
+            ToMaster::Crash { reason, job } => send(WorkerEvent::Crash { reason, job }),
+            ToMaster::Bye => send(WorkerEvent::Bye),
+        }
+    }
+}
+
+/// Answers a lookup on the spot; turns a custom command into an event.
+fn serve_request(
+    worker_id: u64,
+    shared: &Shared,
+    link: &WorkerLink,
+    request_id: Option<u64>,
+    request: Request,
+) -> Option<WorkerEvent> {
+    let reply = |result: Result<Vec<u8>, String>| {
+        if let Some(request_id) = request_id {
+            let _ = link.send(control_frame(&ToWorker::Reply { request_id, result }));
+        }
+    };
+    match request {
+        Request::Lookup { table, key } => {
+            reply(shared.lookups.get(&table, &key).map(lookup::encode_reply));
+            None
+        }
+        Request::SetLookup { table, key, value } => {
+            shared.lookups.set(&table, key, value);
+            reply(Ok(Vec::new()));
+            None
+        }
+        Request::Message { cmd, data } => {
+            let responder = request_id.map(|request_id| {
+                let link = link.clone();
+                Responder::new(&cmd, move |result| {
+                    let _ = link.send(control_frame(&ToWorker::Reply { request_id, result }));
+                })
+            });
+            Some(WorkerEvent::Message(Message::new(
+                Some(worker_id),
+                cmd,
+                data,
+                responder,
+            )))
+        }
+    }
+}
+
+/// Waits for a worker process to end (or kills it when told), lets its reader finish
+/// the frames it sent before exiting, then reports the exit.
+async fn wait_for_exit(
+    worker_id: u64,
+    mut child: tokio::process::Child,
+    reader: JoinHandle<()>,
+    kill: Arc<Notify>,
+    to_master: mpsc::UnboundedSender<FromWorker>,
+) {
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = kill.notified() => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
+    let abort = reader.abort_handle();
+    if tokio::time::timeout(DRAIN_WAIT, reader).await.is_err() {
+        abort.abort();
+    }
+    let _ = to_master.send(FromWorker {
+        worker_id,
+        event: WorkerEvent::Exited(status),
+    });
+}

@@ -1,0 +1,41 @@
+//! What the macros' generated code calls. Not a public API: names may change.
+
+pub use ::anyhow;
+pub use ::inventory;
+
+pub use crate::registry::WorkerRegistration;
+pub use crate::role::TestEntry;
+
+/// Turns whatever a worker function returns into the job's result.
+pub trait JobReturn {
+    type Output;
+    fn into_job_result(self) -> anyhow::Result<Self::Output>;
+}
+
+impl<O, E: Into<anyhow::Error>> JobReturn for Result<O, E> {
+    type Output = O;
+    fn into_job_result(self) -> anyhow::Result<O> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Runs the registered worker and exits if this process is a worker; returns if it
+/// is the master. `#[conductor::main]` calls it first thing.
+pub fn dispatch_role() {
+    crate::role::dispatch_role();
+}
+
+/// Builds the master's multi-thread tokio runtime and runs `future` on it.
+pub fn block_on_main<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("conductor: cannot build the tokio runtime")
+        .block_on(future)
+}
+
+/// The body of the test that [`crate::test_support!`] adds: a worker started by a
+/// test's conductor runs here and exits; in a normal test run it does nothing.
+pub fn test_worker_entry() {
+    crate::role::dispatch_role();
+}

@@ -1,0 +1,119 @@
+//! Starting worker processes: copies of this executable joined to the master by a
+//! private socket pair.
+//!
+//! The worker's end of the pair is the only way in: no path, no port. Its fd number
+//! travels in an environment variable and it is inherited only by that one child
+//! (every other fd of ours is close-on-exec). On Linux the child also asks the kernel
+//! to kill it when its parent dies (`PR_SET_PDEATHSIG`). That signal fires when the
+//! *thread* that forked the child exits, so all forks happen on one thread that lives
+//! as long as the process.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::sync::{mpsc, Mutex, OnceLock};
+
+use tokio::process::Child;
+
+use crate::role::{test_harness_args, ENV_CHANNEL_FD, ENV_WORKER_TYPE};
+
+/// A started worker process and the master's end of its channel.
+pub(crate) struct Spawned {
+    pub child: Child,
+    pub channel: tokio::net::UnixStream,
+}
+
+struct SpawnRequest {
+    command: std::process::Command,
+    runtime: tokio::runtime::Handle,
+    reply: tokio::sync::oneshot::Sender<io::Result<Child>>,
+}
+
+/// Starts one worker process of `worker_type` with extra environment `env`.
+pub(crate) async fn spawn_worker(
+    worker_type: &str,
+    env: &[(String, String)],
+) -> io::Result<Spawned> {
+    let (master_end, worker_end) = UnixStream::pair()?;
+    let exe = std::env::current_exe()?;
+    let mut command = std::process::Command::new(exe);
+    match test_harness_args() {
+        Some(args) => command.args(args),
+        None => command.args(std::env::args_os().skip(1)),
+    };
+    command
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(ENV_WORKER_TYPE, worker_type)
+        .env(ENV_CHANNEL_FD, worker_end.as_raw_fd().to_string())
+        .stdin(std::process::Stdio::null())
+        // Its own process group: a terminal's Ctrl-C reaches the master, which decides.
+        .process_group(0);
+    let channel_fd = worker_end.as_raw_fd();
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (prctl, getppid, fcntl).
+    unsafe {
+        command.pre_exec(move || {
+            #[cfg(target_os = "linux")]
+            {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The master may have died between fork and prctl.
+                if libc::getppid() as u32 != parent {
+                    return Err(io::Error::other(
+                        "the master exited while starting a worker",
+                    ));
+                }
+            }
+            #[cfg(not(target_os = "linux"))]
+            let _ = parent;
+            let flags = libc::fcntl(channel_fd, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(channel_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let request = SpawnRequest {
+        command,
+        runtime: tokio::runtime::Handle::current(),
+        reply,
+    };
+    spawner()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send(request)
+        .map_err(|_| io::Error::other("the spawner thread is gone"))?;
+    let child = answer
+        .await
+        .map_err(|_| io::Error::other("the spawner thread dropped a request"))??;
+    // Our copy of the worker's end must close, or the worker's exit would never
+    // show as end-of-file here.
+    drop(worker_end);
+    master_end.set_nonblocking(true)?;
+    let channel = tokio::net::UnixStream::from_std(master_end)?;
+    Ok(Spawned { child, channel })
+}
+
+/// The one long-lived thread that forks every worker.
+fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("conductor-spawner".into())
+            .spawn(move || {
+                for request in rx {
+                    let _runtime = request.runtime.enter();
+                    let mut command = tokio::process::Command::from(request.command);
+                    command.kill_on_drop(true);
+                    let _ = request.reply.send(command.spawn());
+                }
+            })
+            .expect("conductor cannot start its spawner thread");
+        Mutex::new(tx)
+    })
+}

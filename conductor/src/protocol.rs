@@ -1,0 +1,444 @@
+//! Frames and messages between the master and a worker.
+//!
+//! Every frame is a little-endian `u32` body length followed by the body; the first
+//! byte of the body says what it holds. Control messages are serde enums encoded with
+//! postcard. Jobs and results, the hot path, travel as batches in a flat layout that
+//! both sides walk without allocating per job:
+//!
+//! ```text
+//! jobs:    [kind=2] ( [u64 job id] [u32 len] [len bytes: the job, postcard] )*
+//! results: [kind=3] ( [u64 job id] [u8 ok]  [u32 len] [len bytes: output or error] )*
+//! ```
+//!
+//! Several jobs may be in flight per worker and several jobs ride in one frame; a
+//! worker answers in the order it received its jobs.
+
+use std::io::{self, Read};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Bumped whenever a frame or message changes shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Frames larger than this are refused unless the conductor sets another limit.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
+
+const KIND_CONTROL: u8 = 1;
+const KIND_JOBS: u8 = 2;
+const KIND_RESULTS: u8 = 3;
+
+/// What can go wrong with a frame: the peer broke the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("channel I/O failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The settings a worker receives from its master right after it starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerConfig {
+    pub protocol: u32,
+    pub worker_type: String,
+    pub job_type: String,
+    pub output_type: String,
+    pub worker_id: u64,
+    pub master_id: String,
+    pub stats_interval_ms: u64,
+    pub max_frame_bytes: u64,
+    pub logging: bool,
+    pub crash_on_job_error: bool,
+}
+
+/// The answer to a request: the encoded reply, or the error the other side gave.
+pub type ReplyResult = Result<Vec<u8>, String>;
+
+/// Control messages from the master to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToWorker {
+    Config(WorkerConfig),
+    /// A custom command; `request_id` is set when the master waits for a reply.
+    Message {
+        cmd: String,
+        data: Vec<u8>,
+        request_id: Option<u64>,
+    },
+    /// The answer to a worker's request.
+    Reply {
+        request_id: u64,
+        result: Result<Vec<u8>, String>,
+    },
+    /// No more jobs will come: finish the ones received, roll stats, say bye, exit.
+    Stop,
+    /// Exit now, without finishing anything.
+    Abort,
+}
+
+/// Control messages from a worker to its master.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToMaster {
+    /// The handshake answer: what this worker runs.
+    Ready {
+        protocol: u32,
+        worker_type: String,
+        job_type: String,
+        output_type: String,
+    },
+    /// The worker cannot run what the master asked for, and says why before exiting.
+    Refused {
+        reason: String,
+    },
+    /// A request from job code; `request_id` is set when the worker waits for a reply.
+    Request {
+        request_id: Option<u64>,
+        request: Request,
+    },
+    /// The answer to a master's request.
+    Reply {
+        request_id: u64,
+        result: Result<Vec<u8>, String>,
+    },
+    Stats(StatsRoll),
+    /// The worker is about to exit with the crash code; `job` is the job it was running.
+    Crash {
+        reason: String,
+        job: Option<u64>,
+    },
+    /// Clean exit after `Stop`: everything received has been answered.
+    Bye,
+}
+
+/// What a worker can ask of its master.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    Message {
+        cmd: String,
+        data: Vec<u8>,
+    },
+    Lookup {
+        table: String,
+        key: Vec<u8>,
+    },
+    SetLookup {
+        table: String,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+}
+
+/// One worker's counters for one stats interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatsRoll {
+    pub span_ms: u64,
+    pub last: Vec<(String, i64)>,
+    pub diff: Vec<(String, i64)>,
+}
+
+/// A decoded frame body.
+#[derive(Debug)]
+pub enum Frame {
+    Control(Bytes),
+    Jobs(Bytes),
+    Results(Bytes),
+}
+
+impl Frame {
+    /// Splits a frame body into its kind and payload.
+    pub fn parse(mut body: Bytes) -> Result<Frame, ProtocolError> {
+        if body.is_empty() {
+            return Err(ProtocolError::Malformed("empty frame".into()));
+        }
+        let kind = body.get_u8();
+        match kind {
+            KIND_CONTROL => Ok(Frame::Control(body)),
+            KIND_JOBS => Ok(Frame::Jobs(body)),
+            KIND_RESULTS => Ok(Frame::Results(body)),
+            other => Err(ProtocolError::Malformed(format!(
+                "unknown frame kind {other}"
+            ))),
+        }
+    }
+}
+
+/// Encodes a control message as a whole frame, header included.
+pub fn control_frame<T: Serialize>(message: &T) -> Bytes {
+    let mut frame = Vec::with_capacity(64);
+    frame.extend_from_slice(&[0, 0, 0, 0, KIND_CONTROL]);
+    // Serializing our own enums into a Vec cannot fail.
+    let mut frame = postcard::to_extend(message, frame).expect("control message serializes");
+    let len = (frame.len() - 4) as u32;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    Bytes::from(frame)
+}
+
+/// Decodes a control message from the payload of a control frame.
+pub fn decode_control<T: DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
+    postcard::from_bytes(payload)
+        .map_err(|e| ProtocolError::Malformed(format!("bad control message: {e}")))
+}
+
+/// Builds one frame that carries many jobs or many results.
+pub struct BatchWriter {
+    buf: BytesMut,
+    count: usize,
+}
+
+impl BatchWriter {
+    /// Starts a batch of jobs.
+    pub fn jobs(capacity: usize) -> Self {
+        Self::with_kind(KIND_JOBS, capacity)
+    }
+
+    /// Starts a batch of results.
+    pub fn results(capacity: usize) -> Self {
+        Self::with_kind(KIND_RESULTS, capacity)
+    }
+
+    fn with_kind(kind: u8, capacity: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(capacity.max(16));
+        buf.put_slice(&[0, 0, 0, 0, kind]);
+        BatchWriter { buf, count: 0 }
+    }
+
+    pub fn push_job(&mut self, id: u64, payload: &[u8]) {
+        self.buf.put_u64_le(id);
+        self.buf.put_u32_le(payload.len() as u32);
+        self.buf.put_slice(payload);
+        self.count += 1;
+    }
+
+    pub fn push_result(&mut self, id: u64, ok: bool, payload: &[u8]) {
+        self.buf.put_u64_le(id);
+        self.buf.put_u8(ok as u8);
+        self.buf.put_u32_le(payload.len() as u32);
+        self.buf.put_slice(payload);
+        self.count += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Bytes the frame holds so far, header included.
+    pub fn byte_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Seals the frame: the returned bytes are ready to write to the channel.
+    pub fn finish(mut self) -> Bytes {
+        let len = (self.buf.len() - 4) as u32;
+        self.buf[..4].copy_from_slice(&len.to_le_bytes());
+        self.buf.freeze()
+    }
+}
+
+/// Walks the jobs of a jobs frame.
+pub struct JobsReader {
+    body: Bytes,
+}
+
+impl JobsReader {
+    pub fn new(body: Bytes) -> Self {
+        JobsReader { body }
+    }
+}
+
+impl Iterator for JobsReader {
+    type Item = Result<(u64, Bytes), ProtocolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.body.is_empty() {
+            return None;
+        }
+        if self.body.len() < 12 {
+            self.body.clear();
+            return Some(Err(ProtocolError::Malformed("truncated job header".into())));
+        }
+        let id = self.body.get_u64_le();
+        let len = self.body.get_u32_le() as usize;
+        if self.body.len() < len {
+            self.body.clear();
+            return Some(Err(ProtocolError::Malformed(
+                "truncated job payload".into(),
+            )));
+        }
+        Some(Ok((id, self.body.split_to(len))))
+    }
+}
+
+/// One entry of a results frame.
+#[derive(Debug)]
+pub struct ResultEntry {
+    pub id: u64,
+    /// The postcard-encoded output, or the UTF-8 error message of a failed job.
+    pub outcome: Result<Bytes, String>,
+}
+
+/// Walks the results of a results frame.
+pub struct ResultsReader {
+    body: Bytes,
+}
+
+impl ResultsReader {
+    pub fn new(body: Bytes) -> Self {
+        ResultsReader { body }
+    }
+}
+
+impl Iterator for ResultsReader {
+    type Item = Result<ResultEntry, ProtocolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.body.is_empty() {
+            return None;
+        }
+        if self.body.len() < 13 {
+            self.body.clear();
+            return Some(Err(ProtocolError::Malformed(
+                "truncated result header".into(),
+            )));
+        }
+        let id = self.body.get_u64_le();
+        let ok = self.body.get_u8();
+        let len = self.body.get_u32_le() as usize;
+        if self.body.len() < len || ok > 1 {
+            self.body.clear();
+            return Some(Err(ProtocolError::Malformed(
+                "truncated or invalid result".into(),
+            )));
+        }
+        let payload = self.body.split_to(len);
+        let outcome = if ok == 1 {
+            Ok(payload)
+        } else {
+            Err(String::from_utf8_lossy(&payload).into_owned())
+        };
+        Some(Ok(ResultEntry { id, outcome }))
+    }
+}
+
+/// Reads one frame body with blocking I/O; `Ok(None)` means the peer closed the channel.
+pub fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Bytes>, ProtocolError> {
+    let mut header = [0u8; 4];
+    match reader.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(header) as usize;
+    if len > max {
+        return Err(ProtocolError::TooLarge { len, max });
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body)?;
+    Ok(Some(Bytes::from(body)))
+}
+
+/// Reads one frame body from an async reader; `Ok(None)` means the peer closed the channel.
+pub async fn read_frame_async(
+    reader: &mut (impl AsyncRead + Unpin),
+    max: usize,
+) -> Result<Option<Bytes>, ProtocolError> {
+    let mut header = [0u8; 4];
+    match reader.read_exact(&mut header).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(header) as usize;
+    if len > max {
+        return Err(ProtocolError::TooLarge { len, max });
+    }
+    let mut body = BytesMut::zeroed(len);
+    reader.read_exact(&mut body).await?;
+    Ok(Some(body.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(frame: Bytes) -> Bytes {
+        let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 4);
+        frame.slice(4..)
+    }
+
+    #[test]
+    fn job_batches_round_trip() {
+        let mut batch = BatchWriter::jobs(64);
+        batch.push_job(7, b"seven");
+        batch.push_job(9, b"");
+        let Frame::Jobs(body) = Frame::parse(body_of(batch.finish())).unwrap() else {
+            panic!("not a jobs frame")
+        };
+        let jobs: Vec<_> = JobsReader::new(body).map(Result::unwrap).collect();
+        assert_eq!(
+            jobs,
+            vec![(7, Bytes::from_static(b"seven")), (9, Bytes::new())]
+        );
+    }
+
+    #[test]
+    fn result_batches_round_trip() {
+        let mut batch = BatchWriter::results(64);
+        batch.push_result(1, true, b"out");
+        batch.push_result(2, false, b"boom");
+        batch.push_result(3, true, b"xy");
+        let Frame::Results(body) = Frame::parse(body_of(batch.finish())).unwrap() else {
+            panic!("not a results frame")
+        };
+        let results: Vec<_> = ResultsReader::new(body).map(Result::unwrap).collect();
+        assert_eq!(results[0].outcome.as_deref().unwrap(), b"out");
+        assert_eq!(results[1].outcome.as_ref().unwrap_err(), "boom");
+        assert_eq!(
+            (results[2].id, results[2].outcome.as_deref().unwrap()),
+            (3, &b"xy"[..])
+        );
+    }
+
+    #[test]
+    fn truncated_batches_are_errors_not_panics() {
+        let mut batch = BatchWriter::jobs(64);
+        batch.push_job(1, b"abcdef");
+        let body = body_of(batch.finish()).slice(1..10);
+        let mut reader = JobsReader::new(body);
+        assert!(matches!(
+            reader.next(),
+            Some(Err(ProtocolError::Malformed(_)))
+        ));
+        assert!(reader.next().is_none());
+        assert!(matches!(
+            Frame::parse(Bytes::from_static(&[42])),
+            Err(ProtocolError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_reading_them() {
+        let mut input: &[u8] = &[0xff, 0xff, 0xff, 0x7f, 1, 2, 3];
+        let err = read_frame(&mut input, 1024).unwrap_err();
+        assert!(
+            err.to_string().contains("exceeds the limit of 1024 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn control_messages_round_trip() {
+        let frame = control_frame(&ToMaster::Crash {
+            reason: "x".into(),
+            job: Some(3),
+        });
+        let Frame::Control(payload) = Frame::parse(body_of(frame)).unwrap() else {
+            panic!()
+        };
+        let msg: ToMaster = decode_control(&payload).unwrap();
+        assert!(matches!(msg, ToMaster::Crash { job: Some(3), .. }));
+    }
+}

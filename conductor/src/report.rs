@@ -1,0 +1,104 @@
+//! What a run hands back: each job's output or failure, and the final report.
+
+use std::time::Duration;
+
+use crate::jobs::Jobs;
+
+/// A job that finished: its output, sent back by the worker that ran it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutput<O> {
+    /// The job's position in submission order, from 0.
+    pub id: u64,
+    pub worker_id: u64,
+    pub output: O,
+}
+
+/// A job that failed for good: it returned an error, panicked, or used up its
+/// attempts on workers that crashed or timed out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFailure<J> {
+    /// The job's position in submission order, from 0.
+    pub id: u64,
+    pub job: J,
+    /// The job's error message, or why its last attempt ended.
+    pub error: String,
+    /// How many times it ran (a job error counts as one run).
+    pub attempts: u32,
+}
+
+/// The end of a run: every submitted job is counted exactly once as completed,
+/// failed or not run.
+#[derive(Debug)]
+pub struct Report<J> {
+    pub(crate) submitted: u64,
+    pub(crate) completed: u64,
+    pub(crate) failures: Vec<JobFailure<J>>,
+    pub(crate) not_run: Vec<(u64, J)>,
+    pub(crate) aborted: bool,
+    pub(crate) elapsed: Duration,
+    pub(crate) workers_started: u64,
+    pub(crate) worker_crashes: u64,
+    pub(crate) unsubmitted: Option<Jobs<J>>,
+}
+
+impl<J> Report<J> {
+    /// Jobs taken from the source.
+    pub fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    /// Jobs that finished with an output.
+    pub fn completed(&self) -> u64 {
+        self.completed
+    }
+
+    /// Jobs that failed for good.
+    pub fn failed(&self) -> u64 {
+        self.failures.len() as u64
+    }
+
+    /// The failed jobs, with their errors.
+    pub fn failures(&self) -> &[JobFailure<J>] {
+        &self.failures
+    }
+
+    /// Jobs that were submitted but never finished, because the run was aborted.
+    pub fn not_run(&self) -> &[(u64, J)] {
+        &self.not_run
+    }
+
+    /// Takes the jobs that did not run, to run them another time.
+    pub fn take_not_run(&mut self) -> Vec<(u64, J)> {
+        std::mem::take(&mut self.not_run)
+    }
+
+    /// The rest of the job source that an aborted run never pulled from.
+    pub fn take_unsubmitted(&mut self) -> Option<Jobs<J>> {
+        self.unsubmitted.take()
+    }
+
+    /// Whether the run was aborted before it ran every job.
+    pub fn aborted(&self) -> bool {
+        self.aborted
+    }
+
+    /// Whether every submitted job completed.
+    pub fn all_completed(&self) -> bool {
+        self.completed == self.submitted
+    }
+
+    /// Time from the start of the run to its end.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Worker processes started, replacements included.
+    pub fn workers_started(&self) -> u64 {
+        self.workers_started
+    }
+
+    /// Worker processes that crashed, were killed or exited unexpectedly.
+    pub fn worker_crashes(&self) -> u64 {
+        self.worker_crashes
+    }
+}

@@ -1,0 +1,111 @@
+//! Which role this process plays, read from the environment its master gave it.
+//!
+//! A master starts workers as copies of its own executable with a few `CONDUCTOR_*`
+//! variables set. The role dispatch reads them, removes them (so programs started by
+//! job code do not think they are workers too) and runs the registered worker.
+
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use crate::registry;
+use crate::worker_loop::{WorkerBoot, EXIT_SETUP};
+
+/// The worker type a worker process runs (the seed's `process.env.worker_type`).
+pub(crate) const ENV_WORKER_TYPE: &str = "CONDUCTOR_WORKER_TYPE";
+/// The inherited file descriptor of the worker's end of its private channel.
+pub(crate) const ENV_CHANNEL_FD: &str = "CONDUCTOR_CHANNEL_FD";
+
+/// Runs the worker and exits when this process was started as one; returns otherwise.
+pub(crate) fn dispatch_role() {
+    let Some(worker_type) = std::env::var_os(ENV_WORKER_TYPE) else {
+        return;
+    };
+    let fd = std::env::var(ENV_CHANNEL_FD);
+    // Safe in edition 2021; role dispatch runs first in `main`, before other threads.
+    std::env::remove_var(ENV_WORKER_TYPE);
+    std::env::remove_var(ENV_CHANNEL_FD);
+    let worker_type = worker_type.to_string_lossy().into_owned();
+    let Some(channel) = fd
+        .ok()
+        .and_then(|fd| fd.parse::<RawFd>().ok())
+        .and_then(adopt_channel)
+    else {
+        eprintln!(
+            "conductor: this process was started as a worker of type `{worker_type}` without a valid \
+             {ENV_CHANNEL_FD}; workers are started by their master, not by hand"
+        );
+        std::process::exit(EXIT_SETUP);
+    };
+    let registration = match registry::find(&worker_type) {
+        Ok(registration) => registration,
+        Err(e) => refuse(channel, &e.to_string()),
+    };
+    let code = (registration.run)(WorkerBoot {
+        channel,
+        worker_type,
+    });
+    std::process::exit(code);
+}
+
+/// Takes ownership of the inherited channel and keeps it from leaking into programs
+/// that job code starts (they would hold it open and hide the master's exit).
+fn adopt_channel(fd: RawFd) -> Option<UnixStream> {
+    // SAFETY: fcntl on an integer fd is harmless; it fails with EBADF if it is not open.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return None;
+    }
+    // SAFETY: as above; setting FD_CLOEXEC only affects future exec calls.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+    // SAFETY: the master created this fd for us alone and nothing else in this
+    // process owns it.
+    Some(unsafe { UnixStream::from_raw_fd(fd) })
+}
+
+fn refuse(channel: UnixStream, reason: &str) -> ! {
+    use std::io::Write;
+    eprintln!("conductor: {reason}");
+    let mut channel = channel;
+    let refusal = crate::protocol::ToMaster::Refused {
+        reason: reason.to_string(),
+    };
+    let _ = channel.write_all(&crate::protocol::control_frame(&refusal));
+    std::process::exit(EXIT_SETUP);
+}
+
+/// Fails when this process was started as a worker but never dispatched its role:
+/// running the master's code here would start workers of workers without end.
+pub(crate) fn ensure_master() -> Result<(), crate::Error> {
+    if std::env::var_os(ENV_WORKER_TYPE).is_some() {
+        return Err(crate::Error::usage(
+            "this process was started as a conductor worker but its role was never dispatched: \
+             put #[conductor::main] on `main` (or conductor::test_support!() in a test crate)",
+        ));
+    }
+    Ok(())
+}
+
+/// A test binary's worker entry, registered by [`crate::test_support!`].
+#[doc(hidden)]
+pub struct TestEntry {
+    pub module_path: &'static str,
+}
+
+inventory::collect!(TestEntry);
+
+/// The arguments that make a test binary run only its worker entry, or `None` in a
+/// normal program.
+pub(crate) fn test_harness_args() -> Option<Vec<String>> {
+    let entry = inventory::iter::<TestEntry>.into_iter().next()?;
+    // libtest names tests by their path without the crate name.
+    let path = match entry.module_path.split_once("::") {
+        Some((_, rest)) => format!("{rest}::__conductor_worker_entry"),
+        None => "__conductor_worker_entry".to_string(),
+    };
+    Some(vec![
+        path,
+        "--exact".into(),
+        "--nocapture".into(),
+        "--test-threads=1".into(),
+    ])
+}

@@ -1,0 +1,560 @@
+//! The worker process: handshake, then jobs in, results out, until the master says stop.
+//!
+//! Three small threads keep the process responsive whatever the job code does: the
+//! reader (frames from the master; end-of-file means the master is gone, and the
+//! process exits at once even if a job is busy), the stats timer, and the result
+//! flusher (results wait at most [`RESULT_LINGER`] before they are sent, so the master
+//! always knows which job is running). Job code runs on the main thread inside a tokio
+//! runtime, one job at a time, so blocking job code stalls nothing else.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io::{BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::Error;
+use crate::message::{Message, Responder};
+use crate::protocol::{
+    control_frame, decode_control, read_frame, BatchWriter, Frame, JobsReader, ReplyResult,
+    Request, ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
+};
+use crate::stats::{StatsBook, JOBS_DONE, JOBS_FAILED};
+use crate::worker::{JobWorker, Worker};
+
+/// Exit codes of a worker process.
+pub(crate) const EXIT_OK: i32 = 0;
+pub(crate) const EXIT_SETUP: i32 = 3;
+pub(crate) const EXIT_CRASHED: i32 = 4;
+pub(crate) const EXIT_ABORTED: i32 = 5;
+pub(crate) const EXIT_MASTER_GONE: i32 = 6;
+pub(crate) const EXIT_PROTOCOL: i32 = 7;
+
+/// The longest a finished job's result waits in the worker before it is sent.
+pub(crate) const RESULT_LINGER: Duration = Duration::from_millis(2);
+/// A result batch is sent as soon as it holds this many bytes.
+const RESULT_FLUSH_BYTES: usize = 256 << 10;
+const NO_JOB: u64 = u64::MAX;
+
+/// What the role dispatch hands to a worker: its channel and the type it was asked for.
+pub struct WorkerBoot {
+    pub(crate) channel: UnixStream,
+    pub(crate) worker_type: String,
+}
+
+/// State shared by the job thread, the reader, the timers and every [`Worker`] handle.
+pub(crate) struct WorkerShared {
+    pub id: u64,
+    pub master_id: String,
+    pub worker_type: String,
+    pub stats: StatsBook,
+    pub monitoring: AtomicBool,
+    logging: bool,
+    max_frame: usize,
+    writer: Mutex<UnixStream>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<ReplyResult>>>,
+    next_request: AtomicU64,
+    results: Mutex<ResultBuffer>,
+    results_waiting: Condvar,
+    current_job: AtomicU64,
+}
+
+struct ResultBuffer {
+    batch: BatchWriter,
+    first_at: Option<Instant>,
+}
+
+/// What the reader thread hands to the job thread.
+enum Inbox {
+    Jobs(Bytes),
+    Message(Message),
+    Stop,
+}
+
+/// Runs a worker of type `W` on the channel until the master stops it; returns the
+/// process exit code.
+pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
+    let WorkerBoot {
+        channel,
+        worker_type,
+    } = boot;
+    let config = match handshake::<W>(&channel, &worker_type) {
+        Ok(config) => config,
+        Err(reason) => {
+            eprintln!("conductor worker of type `{worker_type}`: {reason}");
+            let mut channel = &channel;
+            let _ = channel.write_all(&control_frame(&ToMaster::Refused { reason }));
+            return EXIT_SETUP;
+        }
+    };
+    let reader = match channel.try_clone() {
+        Ok(reader) => reader,
+        Err(e) => {
+            eprintln!("conductor worker: cannot clone its channel: {e}");
+            return EXIT_SETUP;
+        }
+    };
+    let shared = Arc::new(WorkerShared {
+        id: config.worker_id,
+        master_id: config.master_id,
+        worker_type,
+        stats: StatsBook::new(),
+        monitoring: AtomicBool::new(true),
+        logging: config.logging,
+        max_frame: config.max_frame_bytes as usize,
+        writer: Mutex::new(channel),
+        pending: Mutex::new(HashMap::new()),
+        next_request: AtomicU64::new(1),
+        results: Mutex::new(ResultBuffer {
+            batch: BatchWriter::results(4096),
+            first_at: None,
+        }),
+        results_waiting: Condvar::new(),
+        current_job: AtomicU64::new(NO_JOB),
+    });
+    let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
+    spawn_thread("conductor-reader", {
+        let shared = shared.clone();
+        move || read_loop(&shared, reader, inbox_tx)
+    });
+    spawn_thread("conductor-stats", {
+        let shared = shared.clone();
+        let interval = Duration::from_millis(config.stats_interval_ms.max(1));
+        move || stats_loop(&shared, interval)
+    });
+    spawn_thread("conductor-flush", {
+        let shared = shared.clone();
+        move || flush_loop(&shared)
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => shared.crash(format!("cannot start a tokio runtime: {e}")),
+    };
+    let worker = Worker { shared };
+    runtime.block_on(job_loop::<W>(worker, inbox_rx, config.crash_on_job_error))
+}
+
+fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) {
+    if let Err(e) = std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(body)
+    {
+        eprintln!("conductor worker: cannot start thread {name}: {e}");
+        std::process::exit(EXIT_SETUP);
+    }
+}
+
+/// Reads the master's settings and answers with what this worker runs.
+fn handshake<W: JobWorker>(
+    channel: &UnixStream,
+    worker_type: &str,
+) -> Result<WorkerConfig, String> {
+    let mut reader = channel;
+    let body = match read_frame(&mut reader, 1 << 20) {
+        Ok(Some(body)) => body,
+        Ok(None) => return Err("the master closed the channel before the handshake".into()),
+        Err(e) => return Err(format!("handshake failed: {e}")),
+    };
+    let config = match Frame::parse(body) {
+        Ok(Frame::Control(payload)) => match decode_control::<ToWorker>(&payload) {
+            Ok(ToWorker::Config(config)) => config,
+            Ok(other) => return Err(format!("expected the handshake, got {other:?}")),
+            Err(e) => return Err(format!("handshake failed: {e}")),
+        },
+        Ok(_) => return Err("expected the handshake, got a batch".into()),
+        Err(e) => return Err(format!("handshake failed: {e}")),
+    };
+    let (job_type, output_type) = (
+        std::any::type_name::<W::Job>(),
+        std::any::type_name::<W::Output>(),
+    );
+    if config.protocol != PROTOCOL_VERSION {
+        return Err(format!(
+            "the master speaks protocol {} and this worker {PROTOCOL_VERSION}: run the same binary on both sides",
+            config.protocol
+        ));
+    }
+    if config.worker_type != worker_type {
+        return Err(format!(
+            "the master asked for type `{}` but started `{worker_type}`",
+            config.worker_type
+        ));
+    }
+    if config.job_type != job_type || config.output_type != output_type {
+        return Err(format!(
+            "worker type `{worker_type}` takes `{job_type}` and returns `{output_type}`, \
+             but the master sends `{}` and expects `{}`",
+            config.job_type, config.output_type
+        ));
+    }
+    let ready = ToMaster::Ready {
+        protocol: PROTOCOL_VERSION,
+        worker_type: worker_type.to_string(),
+        job_type: job_type.to_string(),
+        output_type: output_type.to_string(),
+    };
+    let mut writer = channel;
+    writer
+        .write_all(&control_frame(&ready))
+        .map_err(|e| format!("handshake failed: {e}"))?;
+    Ok(config)
+}
+
+/// The job thread: runs jobs and messages in arrival order until told to stop.
+async fn job_loop<W: JobWorker>(
+    worker: Worker,
+    mut inbox: mpsc::UnboundedReceiver<Inbox>,
+    crash_on_error: bool,
+) -> i32 {
+    let shared = worker.shared.clone();
+    let mut state = match catch_panic(W::init(&worker)).await {
+        Ok(Ok(state)) => state,
+        Ok(Err(e)) => shared.crash(format!("init failed: {e:#}")),
+        Err(panic) => shared.crash(format!("init panicked: {panic}")),
+    };
+    let mut jobs: VecDeque<(u64, Bytes)> = VecDeque::new();
+    let mut messages: VecDeque<Message> = VecDeque::new();
+    let mut stopping = false;
+    let mut output = Vec::new();
+    loop {
+        while let Ok(item) = inbox.try_recv() {
+            accept(item, &mut jobs, &mut messages, &mut stopping, &shared);
+        }
+        if let Some(message) = messages.pop_front() {
+            let cmd = message.cmd().to_string();
+            match catch_panic(state.on_message(message, &worker)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => shared.log(format_args!("handler of `{cmd}` failed: {e:#}")),
+                Err(panic) => shared.log(format_args!("handler of `{cmd}` panicked: {panic}")),
+            }
+            continue;
+        }
+        if let Some((id, payload)) = jobs.pop_front() {
+            if let Some(failure) = run_job(&mut state, &worker, id, &payload, &mut output).await {
+                if crash_on_error {
+                    shared.flush_results();
+                    shared.crash(format!("job {id} failed: {failure}"));
+                }
+            }
+            continue;
+        }
+        if stopping {
+            break;
+        }
+        // Nothing left to run: send what is done before waiting for more.
+        shared.flush_results();
+        match inbox.recv().await {
+            Some(item) => accept(item, &mut jobs, &mut messages, &mut stopping, &shared),
+            None => break,
+        }
+    }
+    shared.flush_results();
+    shared.send_control(&ToMaster::Stats(shared.stats.roll()));
+    shared.send_control(&ToMaster::Bye);
+    EXIT_OK
+}
+
+fn accept(
+    item: Inbox,
+    jobs: &mut VecDeque<(u64, Bytes)>,
+    messages: &mut VecDeque<Message>,
+    stopping: &mut bool,
+    shared: &WorkerShared,
+) {
+    match item {
+        Inbox::Jobs(body) => {
+            for entry in JobsReader::new(body) {
+                match entry {
+                    Ok(job) => jobs.push_back(job),
+                    Err(e) => shared.protocol_failure(&e.to_string()),
+                }
+            }
+        }
+        Inbox::Message(message) => messages.push_back(message),
+        Inbox::Stop => *stopping = true,
+    }
+}
+
+/// Runs one job and buffers its result; returns the error text when the job failed.
+async fn run_job<W: JobWorker>(
+    state: &mut W,
+    worker: &Worker,
+    id: u64,
+    payload: &[u8],
+    output: &mut Vec<u8>,
+) -> Option<String> {
+    let shared = &worker.shared;
+    let job: W::Job = match postcard::from_bytes(payload) {
+        Ok(job) => job,
+        Err(e) => {
+            let error = format!(
+                "could not decode the job as `{}`: {e}",
+                std::any::type_name::<W::Job>()
+            );
+            let _ = shared.finish_job(id, Err(&error));
+            return Some(error);
+        }
+    };
+    shared.current_job.store(id, Ordering::Relaxed);
+    let outcome = catch_panic(state.process(job, worker)).await;
+    shared.current_job.store(NO_JOB, Ordering::Relaxed);
+    let error = match outcome {
+        Ok(Ok(value)) => {
+            output.clear();
+            match postcard::to_extend(&value, std::mem::take(output)) {
+                Ok(encoded) => {
+                    *output = encoded;
+                    match shared.finish_job(id, Ok(output)) {
+                        Ok(()) => return None,
+                        Err(error) => error,
+                    }
+                }
+                Err(e) => format!("could not encode the output: {e}"),
+            }
+        }
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(panic) => format!("job panicked: {panic}"),
+    };
+    // The output slot may have been consumed by a failed encoding.
+    let _ = shared.finish_job(id, Err(&error));
+    Some(error)
+}
+
+/// Polls a future, turning a panic inside it into an error with the panic's message.
+async fn catch_panic<F: Future>(future: F) -> Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    })
+    .await
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
+/// The reader thread: routes the master's frames; exits the process when it is gone.
+fn read_loop(shared: &Arc<WorkerShared>, channel: UnixStream, inbox: mpsc::UnboundedSender<Inbox>) {
+    let mut reader = BufReader::with_capacity(64 << 10, channel);
+    loop {
+        let body = match read_frame(&mut reader, shared.max_frame) {
+            Ok(Some(body)) => body,
+            Ok(None) => shared.master_gone(),
+            Err(e) => shared.protocol_failure(&e.to_string()),
+        };
+        let payload = match Frame::parse(body) {
+            Ok(Frame::Jobs(body)) => {
+                let _ = inbox.send(Inbox::Jobs(body));
+                continue;
+            }
+            Ok(Frame::Control(payload)) => payload,
+            Ok(Frame::Results(_)) => shared.protocol_failure("the master sent a results frame"),
+            Err(e) => shared.protocol_failure(&e.to_string()),
+        };
+        match decode_control::<ToWorker>(&payload) {
+            Ok(ToWorker::Message {
+                cmd,
+                data,
+                request_id,
+            }) => {
+                let responder = request_id.map(|request_id| {
+                    let shared = shared.clone();
+                    Responder::new(&cmd, move |result| {
+                        shared.send_control(&ToMaster::Reply { request_id, result })
+                    })
+                });
+                let _ = inbox.send(Inbox::Message(Message::new(None, cmd, data, responder)));
+            }
+            Ok(ToWorker::Reply { request_id, result }) => {
+                let waiter = shared.lock_pending().remove(&request_id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(result);
+                }
+            }
+            Ok(ToWorker::Stop) => {
+                let _ = inbox.send(Inbox::Stop);
+            }
+            Ok(ToWorker::Abort) => {
+                shared.log(format_args!("aborted by the master"));
+                std::process::exit(EXIT_ABORTED);
+            }
+            Ok(ToWorker::Config(_)) => shared.protocol_failure("a second handshake"),
+            Err(e) => shared.protocol_failure(&e.to_string()),
+        }
+    }
+}
+
+fn stats_loop(shared: &WorkerShared, interval: Duration) {
+    loop {
+        std::thread::sleep(interval);
+        if shared.monitoring.load(Ordering::Relaxed) {
+            shared.send_control(&ToMaster::Stats(shared.stats.roll()));
+        }
+    }
+}
+
+/// Sends results that have waited [`RESULT_LINGER`], so a long job never hides the
+/// results of the short jobs before it.
+fn flush_loop(shared: &WorkerShared) {
+    let mut results = shared.lock_results();
+    loop {
+        match results.first_at {
+            None => {
+                results = shared
+                    .results_waiting
+                    .wait(results)
+                    .unwrap_or_else(|p| p.into_inner())
+            }
+            Some(first_at) => {
+                let due = first_at + RESULT_LINGER;
+                let now = Instant::now();
+                if now >= due {
+                    shared.flush_locked(&mut results);
+                } else {
+                    results = shared
+                        .results_waiting
+                        .wait_timeout(results, due - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+impl WorkerShared {
+    /// Buffers a job's result; an output too large for a frame becomes the job's error.
+    fn finish_job(&self, id: u64, outcome: Result<&[u8], &str>) -> Result<(), String> {
+        let limit = self.max_frame.saturating_sub(32);
+        if let Ok(output) = outcome {
+            if output.len() > limit {
+                return Err(format!(
+                    "the output of {} bytes exceeds the frame limit of {} bytes",
+                    output.len(),
+                    self.max_frame
+                ));
+            }
+        }
+        let (ok, payload) = match outcome {
+            Ok(output) => (true, output),
+            Err(error) => (false, error.as_bytes()),
+        };
+        let payload = &payload[..payload.len().min(limit)];
+        self.stats.add(if ok { JOBS_DONE } else { JOBS_FAILED }, 1);
+        let mut results = self.lock_results();
+        if results.batch.byte_len() + payload.len() + 32 > self.max_frame {
+            self.flush_locked(&mut results);
+        }
+        results.batch.push_result(id, ok, payload);
+        if results.first_at.is_none() {
+            results.first_at = Some(Instant::now());
+            self.results_waiting.notify_one();
+        }
+        if results.batch.byte_len() >= RESULT_FLUSH_BYTES {
+            self.flush_locked(&mut results);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn flush_results(&self) {
+        let mut results = self.lock_results();
+        self.flush_locked(&mut results);
+    }
+
+    /// Sends the buffered results while holding the buffer, which keeps frames in order.
+    fn flush_locked(&self, results: &mut MutexGuard<'_, ResultBuffer>) {
+        if results.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut results.batch, BatchWriter::results(4096));
+        results.first_at = None;
+        self.send_frame(&batch.finish());
+    }
+
+    pub(crate) fn send_control(&self, message: &ToMaster) {
+        self.send_frame(&control_frame(message));
+    }
+
+    fn send_frame(&self, frame: &[u8]) {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if writer.write_all(frame).is_err() {
+            self.master_gone();
+        }
+    }
+
+    /// Sends a request to the master and waits for its reply.
+    pub(crate) async fn request(&self, request: Request) -> Result<ReplyResult, Error> {
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock_pending().insert(request_id, tx);
+        self.send_control(&ToMaster::Request {
+            request_id: Some(request_id),
+            request,
+        });
+        rx.await
+            .map_err(|_| Error::disconnected("the master went away before replying"))
+    }
+
+    pub(crate) fn crash(&self, reason: String) -> ! {
+        self.log(format_args!("crashing: {reason}"));
+        self.flush_results();
+        self.send_control(&ToMaster::Stats(self.stats.roll()));
+        let job = match self.current_job.load(Ordering::Relaxed) {
+            NO_JOB => None,
+            id => Some(id),
+        };
+        self.send_control(&ToMaster::Crash { reason, job });
+        let _ = std::io::stdout().flush();
+        std::process::exit(EXIT_CRASHED)
+    }
+
+    fn master_gone(&self) -> ! {
+        self.log(format_args!("the master is gone; exiting"));
+        std::process::exit(EXIT_MASTER_GONE)
+    }
+
+    fn protocol_failure(&self, what: &str) -> ! {
+        eprintln!(
+            "conductor worker {}: protocol error from the master: {what}; exiting",
+            self.id
+        );
+        std::process::exit(EXIT_PROTOCOL)
+    }
+
+    fn log(&self, message: std::fmt::Arguments<'_>) {
+        if self.logging {
+            eprintln!(
+                "conductor worker {} ({}): {message}",
+                self.id, self.worker_type
+            );
+        }
+    }
+
+    fn lock_results(&self) -> MutexGuard<'_, ResultBuffer> {
+        self.results.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<ReplyResult>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

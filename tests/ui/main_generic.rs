@@ -1,0 +1,4 @@
+#[conductor::main]
+fn main<T: Default>() {
+    let _ = T::default();
+}

@@ -1,0 +1,4 @@
+#[conductor::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    Ok(())
+}

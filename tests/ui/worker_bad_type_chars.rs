@@ -1,0 +1,6 @@
+#[conductor::worker(type = "square numbers")]
+fn square(n: u64) -> anyhow::Result<u64> {
+    Ok(n * n)
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+#[conductor::worker(type = "square")]
+fn square(n: u64) -> anyhow::Result<u64> {
+    Ok(n * n)
+}
+
+#[conductor::worker(type = "square")]
+fn square_again(n: u64) -> anyhow::Result<u64> {
+    Ok(n * n)
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[conductor::worker(type = "square")]
+fn square(n: u64) -> Result<u64, ()> {
+    Ok(n * n)
+}
+
+fn main() {}

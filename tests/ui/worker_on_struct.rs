@@ -1,0 +1,4 @@
+#[conductor::worker(type = "square")]
+struct Square;
+
+fn main() {}
