@@ -218,6 +218,15 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Writes raw bytes to the master's channel, bypassing the protocol. Only for
+    /// tests that check how a master survives a broken worker.
+    #[doc(hidden)]
+    pub fn __send_raw_bytes(&self, bytes: &[u8]) {
+        self.shared.send_raw(bytes);
+    }
+}
+
 impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Worker")

@@ -495,6 +495,10 @@ impl WorkerShared {
         self.send_frame(&control_frame(message));
     }
 
+    pub(crate) fn send_raw(&self, bytes: &[u8]) {
+        self.send_frame(bytes);
+    }
+
     fn send_frame(&self, frame: &[u8]) {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         if writer.write_all(frame).is_err() {
