@@ -144,7 +144,11 @@ async fn every_job_runs_once_and_its_output_comes_back() {
     assert_eq!(outputs.len(), 2000);
     assert!(outputs.iter().all(|(id, out)| *out == id * id));
     assert_eq!(
-        (run.report.submitted(), run.report.completed(), run.report.failed()),
+        (
+            run.report.submitted(),
+            run.report.completed(),
+            run.report.failed()
+        ),
         (2000, 2000, 0)
     );
     assert!(run.report.all_completed() && !run.report.aborted());
@@ -211,7 +215,9 @@ async fn errors_and_panics_fail_only_their_job() {
         .count();
     assert_eq!(failed_events, 20);
     assert!(
-        !run.events.iter().any(|e| matches!(e, Event::WorkerCrashed(_))),
+        !run.events
+            .iter()
+            .any(|e| matches!(e, Event::WorkerCrashed(_))),
         "workers survive errors and panics"
     );
 }
@@ -240,9 +246,17 @@ async fn crash_on_job_error_replaces_the_worker_like_the_seed() {
     assert!(crashes
         .iter()
         .all(|c| c.code == Some(conductor::CRASH_EXIT_CODE)));
-    assert!(crashes[0].reason.contains("failed"), "{}", crashes[0].reason);
+    assert!(
+        crashes[0].reason.contains("failed"),
+        "{}",
+        crashes[0].reason
+    );
     // Two workers, plus a replacement for each crash while jobs were left.
-    assert!(run.report.workers_started() >= 5, "{}", run.report.workers_started());
+    assert!(
+        run.report.workers_started() >= 5,
+        "{}",
+        run.report.workers_started()
+    );
 }
 
 #[tokio::test]
@@ -291,7 +305,10 @@ async fn lookups_are_served_by_the_master_and_written_by_workers() {
     let handle = conductor.handle();
     handle.set_lookup("names", &3u32, "three").unwrap();
     assert_eq!(
-        handle.lookup::<String, _>("names", &1u32).unwrap().as_deref(),
+        handle
+            .lookup::<String, _>("names", &1u32)
+            .unwrap()
+            .as_deref(),
         Some("one")
     );
     let report = conductor.run().await.unwrap();
@@ -380,7 +397,10 @@ async fn messages_travel_both_ways_with_replies_and_broadcasts() {
             "command `nobody-handles-this` was not handled"
         );
     }
-    assert!(handle.send(999, "prefix", "x").unwrap_err().is_disconnected());
+    assert!(handle
+        .send(999, "prefix", "x")
+        .unwrap_err()
+        .is_disconnected());
 }
 
 #[tokio::test]
@@ -432,7 +452,9 @@ async fn abort_hands_back_every_job_that_did_not_run() {
         assert_eq!(*id, u64::from(*job));
     }
     // The rest of the source was never touched, and comes back too.
-    let mut rest = report.take_unsubmitted().expect("the source was not finished");
+    let mut rest = report
+        .take_unsubmitted()
+        .expect("the source was not finished");
     let next = rest.next().await.unwrap();
     assert_eq!(u64::from(next), report.submitted());
 }
@@ -481,10 +503,7 @@ async fn a_lazy_source_is_pulled_only_as_workers_need_it() {
     }
     let report = running.wait().await.unwrap();
     assert_eq!(report.completed(), total);
-    assert_eq!(
-        sum,
-        (0..total).map(|n| n * n).fold(0u64, u64::wrapping_add)
-    );
+    assert_eq!(sum, (0..total).map(|n| n * n).fold(0u64, u64::wrapping_add));
     let early = pulled_at_first_output.unwrap();
     assert!(
         early < total / 10,
@@ -527,7 +546,10 @@ async fn an_unknown_worker_type_is_a_clear_error_and_others_keep_running() {
         message.starts_with("no worker of type `no_such_type` is registered in this binary"),
         "{message}"
     );
-    assert!(message.contains("square") && message.contains("picky"), "{message}");
+    assert!(
+        message.contains("square") && message.contains("picky"),
+        "{message}"
+    );
     assert_eq!(collect(good).await.report.completed(), 100);
 }
 

@@ -1,9 +1,13 @@
 //! The one error type of conductor.
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+
+use crate::jobs::Jobs;
 
 /// Everything that can go wrong in conductor, for the master and for job code alike.
 ///
@@ -16,6 +20,8 @@ struct Inner {
     kind: Kind,
     /// Jobs that did not run when a run ended in error, as (job id, encoded job).
     not_run: Vec<(u64, Bytes)>,
+    /// The rest of the job source, never pulled: a `Jobs<J>` of the run's job type.
+    unsubmitted: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
 #[derive(Debug)]
@@ -60,11 +66,19 @@ impl Error {
         Error(Box::new(Inner {
             kind,
             not_run: Vec::new(),
+            unsubmitted: Mutex::new(None),
         }))
     }
 
     pub(crate) fn with_not_run(mut self, not_run: Vec<(u64, Bytes)>) -> Self {
         self.0.not_run = not_run;
+        self
+    }
+
+    pub(crate) fn with_unsubmitted<J: 'static>(self, jobs: Option<Jobs<J>>) -> Self {
+        if let Some(jobs) = jobs {
+            *self.0.unsubmitted.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(jobs));
+        }
         self
     }
 
@@ -140,6 +154,19 @@ impl Error {
                 ))
             })
             .collect()
+    }
+
+    /// The rest of the job source that the run never pulled from, when it ended in
+    /// error; `J` is the conductor's job type. Returns `None` the second time.
+    pub fn take_unsubmitted<J: 'static>(&self) -> Option<Jobs<J>> {
+        let mut slot = self.0.unsubmitted.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.take()?.downcast::<Jobs<J>>() {
+            Ok(jobs) => Some(*jobs),
+            Err(other) => {
+                *slot = Some(other);
+                None
+            }
+        }
     }
 
     /// How many jobs never ran when a run ended in error.

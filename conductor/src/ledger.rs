@@ -46,6 +46,8 @@ pub(crate) enum Blame {
     Job(u64),
     /// The oldest job in flight ran too long.
     Oldest,
+    /// The worker said it was not running any job (it failed to start, say).
+    Nobody,
     /// Nobody knows.
     Unknown,
 }
@@ -257,6 +259,7 @@ impl<J> Ledger<J> {
         let blamed = match blame {
             Blame::Job(id) => Some(jobs.iter().position(|j| j.id == id)),
             Blame::Oldest => Some((!jobs.is_empty()).then_some(0)),
+            Blame::Nobody => Some(None),
             Blame::Unknown if jobs.len() == 1 => Some(Some(0)),
             Blame::Unknown => None,
         };

@@ -600,7 +600,8 @@ where
             if slot.state != SlotState::Killed {
                 let blame = match &slot.crash {
                     Some((_, Some(job))) => Blame::Job(*job),
-                    _ => Blame::Unknown,
+                    Some((_, None)) => Blame::Nobody,
+                    None => Blame::Unknown,
                 };
                 let failures = self.ledger.worker_lost(
                     worker_id,
@@ -776,9 +777,8 @@ where
             "conductor ended"
         );
         if let Some(error) = self.fatal.take() {
-            return Err(
-                error.with_not_run(not_run.into_iter().map(|j| (j.id, j.payload)).collect())
-            );
+            let not_run = not_run.into_iter().map(|j| (j.id, j.payload)).collect();
+            return Err(error.with_not_run(not_run).with_unsubmitted(source));
         }
         Ok(Report {
             submitted: self.ledger.submitted(),

@@ -322,12 +322,21 @@ impl Iterator for ResultsReader {
     }
 }
 
+/// Whether a read error only means that the peer closed its end. A peer that exits
+/// with unread data in its socket shows as a reset rather than an end-of-file.
+fn is_closed(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+    )
+}
+
 /// Reads one frame body with blocking I/O; `Ok(None)` means the peer closed the channel.
 pub fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Bytes>, ProtocolError> {
     let mut header = [0u8; 4];
     match reader.read_exact(&mut header) {
         Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) if is_closed(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_le_bytes(header) as usize;
@@ -347,7 +356,7 @@ pub async fn read_frame_async(
     let mut header = [0u8; 4];
     match reader.read_exact(&mut header).await {
         Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) if is_closed(&e) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_le_bytes(header) as usize;
