@@ -128,7 +128,7 @@ async fn workers_killed_mid_run_lose_no_job_and_run_none_twice_in_the_report() {
                     "job {} reported twice",
                     output.id
                 );
-                if outputs.len() % 400 == 0 && kills < 10 {
+                if outputs.len().is_multiple_of(400) && kills < 10 {
                     // SAFETY: kill(2) on a pid; the worst case is ESRCH.
                     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
                     kills += 1;

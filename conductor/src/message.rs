@@ -131,7 +131,7 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    fn recorded() -> (Arc<Mutex<Option<Result<Vec<u8>, String>>>>, Responder) {
+    fn recorded() -> (Arc<Mutex<Option<ReplyResult>>>, Responder) {
         let slot = Arc::new(Mutex::new(None));
         let sink = slot.clone();
         (

@@ -1,0 +1,95 @@
+//! Every example is a real program: run each one and check what it prints.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs an example binary that `cargo test` built next to this test.
+fn run_example(name: &str) -> String {
+    let mut path: PathBuf = std::env::current_exe().expect("the test binary has a path");
+    path.pop();
+    if path.ends_with("deps") {
+        path.pop();
+    }
+    path.push("examples");
+    path.push(name);
+    let output = Command::new(&path).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run {}: {e} (build it with `cargo test` or `cargo build --examples`)",
+            path.display()
+        )
+    });
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} failed with {}:\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn squares_prints_the_seeds_lines() {
+    let stdout = run_example("squares");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 11, "{stdout}");
+    for job in 0..10u64 {
+        let line = lines
+            .iter()
+            .find(|l| l.ends_with(&format!(", Job {job} => the square is {}", job * job)))
+            .unwrap_or_else(|| panic!("no line for job {job}:\n{stdout}"));
+        assert!(
+            line.starts_with("Worker 1,") || line.starts_with("Worker 2,"),
+            "{line}"
+        );
+    }
+    assert_eq!(lines[10], "All jobs finished processing");
+}
+
+#[test]
+fn multi_type_runs_two_conductors_at_once() {
+    let stdout = run_example("multi_type");
+    assert!(
+        stdout.contains("shouted: ALPHA BETA DELTA GAMMA"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sum of cubes 1..=100: 25502500"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn lookups_reads_and_writes_the_masters_tables() {
+    let stdout = run_example("lookups");
+    let expected = "a => apple\nb => banana\nc => carrot\nd => dill\ne => eggplant\nf => fig\nz => unknown\n7 jobs completed";
+    assert!(stdout.contains(expected), "{stdout}");
+}
+
+#[test]
+fn stats_prints_aggregated_reports() {
+    let stdout = run_example("stats");
+    assert!(stdout.contains("stats from 2 workers"), "{stdout}");
+    assert!(stdout.ends_with("60 jobs completed\n"), "{stdout}");
+}
+
+#[test]
+fn messages_go_both_ways() {
+    let stdout = run_example("messages");
+    for expected in [
+        "worker 1 heard: hello to you too, worker 1!",
+        "asked worker 2: worker 2 tags with",
+        "an unhandled command is an error, not a hang: command `unknown` was not handled",
+        "broadcast a new prefix to 2 workers",
+        "reached job 5",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("item-19") && stdout.contains("job-0"),
+        "{stdout}"
+    );
+}
