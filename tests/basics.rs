@@ -38,6 +38,19 @@ async fn counter(job: u32, worker: &Worker) -> anyhow::Result<u32> {
     Ok(job)
 }
 
+/// Pauses its periodic stats rolls from the first job on.
+#[conductor::worker(type = "quiet_counter")]
+async fn quiet_counter(job: u32, worker: &Worker) -> anyhow::Result<bool> {
+    worker.stop_monitoring();
+    worker.count("units", 1);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let monitoring = worker.is_monitoring();
+    if job == 39 {
+        worker.start_monitoring();
+    }
+    Ok(monitoring)
+}
+
 #[conductor::worker(type = "slow")]
 async fn slow(job: u32) -> anyhow::Result<u32> {
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -294,6 +307,32 @@ async fn stats_rounds_cover_every_live_worker() {
     let units: i64 = last_by_worker.values().map(|(_, units)| units).sum();
     assert_eq!((jobs, units), (200, (1..=200).sum()));
     assert!(handle.last_stats().is_some());
+}
+
+#[tokio::test]
+async fn stopped_monitoring_sends_only_the_final_rolls() {
+    let run = collect(
+        Conductor::<u32, bool>::new("quiet_counter")
+            .worker_limit(1)
+            .stats_interval(Duration::from_millis(30))
+            .jobs(0..40)
+            .start()
+            .unwrap(),
+    )
+    .await;
+    assert!(outputs(&run.events).values().all(|monitoring| !monitoring));
+    let reports: Vec<_> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Stats(report) => Some(report.clone()),
+            _ => None,
+        })
+        .collect();
+    // 40 jobs of 10 ms span more than ten intervals, yet only the rolls sent before
+    // the first job and the final roll on exit arrive.
+    assert!(!reports.is_empty() && reports.len() <= 2, "{reports:?}");
+    assert_eq!(reports.last().unwrap().agg.last["units"], 40);
 }
 
 #[tokio::test]
