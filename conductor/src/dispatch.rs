@@ -6,7 +6,7 @@
 //! get windows of thousands (sent in large frames), long jobs a window of one. A
 //! window is refilled when half of it has come back, so frames carry many jobs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How much work, by time, each worker should have queued.
 pub(crate) const TARGET_QUEUED_WORK: Duration = Duration::from_millis(2);
@@ -73,11 +73,6 @@ impl Pacer {
     pub fn window(&self) -> usize {
         self.window
     }
-}
-
-/// The time since `since`, for [`Pacer::observe`].
-pub(crate) fn busy_since(since: Instant) -> Duration {
-    Instant::now().saturating_duration_since(since)
 }
 
 #[cfg(test)]

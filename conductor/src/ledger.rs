@@ -13,22 +13,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use bytes::Bytes;
+use serde::Serialize;
 
 use crate::protocol::BatchWriter;
 
-/// A job the ledger holds: the caller's value and its encoded form.
+/// A job the ledger holds. It is encoded anew each time it is sent, straight into
+/// the outgoing frame, so the ledger keeps no second copy of it.
 pub(crate) struct PendingJob<J> {
     pub id: u64,
     pub job: J,
-    pub payload: Bytes,
     /// Runs that ended with the job's worker crashing or timing out.
     pub attempts: u32,
 }
 
 /// A job whose fate is sealed.
 pub(crate) enum Settled<J> {
-    Completed { id: u64, output: Bytes },
+    Completed { id: u64 },
     Failed(Failure<J>),
 }
 
@@ -102,29 +102,15 @@ impl<J> Ledger<J> {
     }
 
     /// Takes a new job; returns its id (its position in submission order).
-    pub fn submit(&mut self, job: J, payload: Bytes) -> u64 {
+    pub fn submit(&mut self, job: J) -> u64 {
         let id = self.submitted;
         self.submitted += 1;
         self.fresh.push_back(PendingJob {
             id,
             job,
-            payload,
             attempts: 0,
         });
         id
-    }
-
-    /// Takes a new job that can never run (it does not fit in a frame, say).
-    pub fn submit_failed(&mut self, job: J, error: String) -> Failure<J> {
-        let id = self.submitted;
-        self.submitted += 1;
-        self.failed += 1;
-        Failure {
-            id,
-            job,
-            error,
-            attempts: 0,
-        }
     }
 
     pub fn submitted(&self) -> u64 {
@@ -153,74 +139,28 @@ impl<J> Ledger<J> {
         self.workers.get(&worker).map_or(0, |q| q.jobs.len())
     }
 
-    /// Moves up to `room` ready jobs onto `worker`, writing them into `batch` until it
-    /// holds `max_bytes`. Returns how many were sent.
-    pub fn dispatch(
-        &mut self,
-        worker: u64,
-        room: usize,
-        max_bytes: usize,
-        batch: &mut BatchWriter,
-    ) -> usize {
-        let now = Instant::now();
-        let queue = self.workers.entry(worker).or_default();
-        if room == 0 || queue.isolating {
-            return 0;
-        }
-        if !self.suspects.is_empty() {
-            // Suspects go alone to an idle worker; busy workers drain meanwhile.
-            if !queue.jobs.is_empty() {
-                return 0;
-            }
-            let Some(job) = self.suspects.pop_front() else {
-                return 0;
-            };
-            batch.push_job(job.id, &job.payload);
-            queue.isolating = true;
-            queue.jobs.push_back(InFlight { job, sent_at: now });
-            self.in_flight += 1;
-            return 1;
-        }
-        let mut sent = 0;
-        while sent < room {
-            let next = match self.retry.front() {
-                Some(_) => &mut self.retry,
-                None => &mut self.fresh,
-            };
-            let Some(front) = next.front() else { break };
-            if sent > 0 && batch.byte_len() + front.payload.len() + 12 > max_bytes {
-                break;
-            }
-            let Some(job) = next.pop_front() else { break };
-            batch.push_job(job.id, &job.payload);
-            queue.jobs.push_back(InFlight { job, sent_at: now });
-            sent += 1;
-        }
-        self.in_flight += sent;
-        sent
-    }
-
-    /// Records a worker's answer for job `id`. Returns `None` for an answer the
-    /// ledger no longer expects from that worker (the job was requeued meanwhile).
+    /// Records a worker's answer for job `id`, received at `now`. Returns `None` for an
+    /// answer the ledger no longer expects from that worker (the job was requeued).
     pub fn settle(
         &mut self,
         worker: u64,
         id: u64,
-        outcome: Result<Bytes, String>,
+        outcome: Result<(), String>,
+        now: Instant,
     ) -> Option<Settled<J>> {
         let queue = self.workers.get_mut(&worker)?;
         // Workers answer in order, so the match is almost always at the front.
         let position = queue.jobs.iter().position(|f| f.job.id == id)?;
         let InFlight { job, .. } = queue.jobs.remove(position)?;
-        queue.last_progress = Some(Instant::now());
+        queue.last_progress = Some(now);
         if queue.jobs.is_empty() {
             queue.isolating = false;
         }
         self.in_flight -= 1;
         Some(match outcome {
-            Ok(output) => {
+            Ok(()) => {
                 self.completed += 1;
-                Settled::Completed { id, output }
+                Settled::Completed { id }
             }
             Err(error) => {
                 self.failed += 1;
@@ -309,6 +249,87 @@ impl<J> Ledger<J> {
     }
 }
 
+impl<J: Serialize> Ledger<J> {
+    /// Moves up to `room` ready jobs onto `worker`, encoding them into `batch` until it
+    /// holds `max_bytes`. A job too large for a frame of `max_frame` bytes fails at
+    /// once into `refused`. Returns how many jobs were sent.
+    pub fn dispatch(
+        &mut self,
+        worker: u64,
+        room: usize,
+        max_bytes: usize,
+        max_frame: usize,
+        batch: &mut BatchWriter,
+        refused: &mut Vec<Failure<J>>,
+    ) -> usize {
+        let now = Instant::now();
+        let refused_before = refused.len();
+        let sent = self.send_to(worker, room, max_bytes, max_frame, batch, refused, now);
+        self.in_flight += sent;
+        self.failed += (refused.len() - refused_before) as u64;
+        sent
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_to(
+        &mut self,
+        worker: u64,
+        room: usize,
+        max_bytes: usize,
+        max_frame: usize,
+        batch: &mut BatchWriter,
+        refused: &mut Vec<Failure<J>>,
+        now: Instant,
+    ) -> usize {
+        let queue = self.workers.entry(worker).or_default();
+        if room == 0 || queue.isolating {
+            return 0;
+        }
+        let mut sent = 0;
+        if !self.suspects.is_empty() {
+            // Suspects go alone to an idle worker; busy workers drain meanwhile.
+            if !queue.jobs.is_empty() {
+                return 0;
+            }
+            while let Some(job) = self.suspects.pop_front() {
+                match batch.push_job_encoded(job.id, &job.job, max_frame) {
+                    Ok(()) => {
+                        queue.isolating = true;
+                        queue.jobs.push_back(InFlight { job, sent_at: now });
+                        return 1;
+                    }
+                    Err(error) => refused.push(refusal(job, error)),
+                }
+            }
+            return 0;
+        }
+        while sent < room && (sent == 0 || batch.byte_len() < max_bytes) {
+            let next = match self.retry.front() {
+                Some(_) => &mut self.retry,
+                None => &mut self.fresh,
+            };
+            let Some(job) = next.pop_front() else { break };
+            match batch.push_job_encoded(job.id, &job.job, max_frame) {
+                Ok(()) => {
+                    queue.jobs.push_back(InFlight { job, sent_at: now });
+                    sent += 1;
+                }
+                Err(error) => refused.push(refusal(job, error)),
+            }
+        }
+        sent
+    }
+}
+
+fn refusal<J>(job: PendingJob<J>, error: String) -> Failure<J> {
+    Failure {
+        id: job.id,
+        job: job.job,
+        error,
+        attempts: job.attempts,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,13 +337,32 @@ mod tests {
     fn ledger_with(jobs: u64, max_attempts: u32) -> Ledger<u64> {
         let mut ledger = Ledger::new(max_attempts);
         for n in 0..jobs {
-            ledger.submit(n, Bytes::from(vec![n as u8]));
+            ledger.submit(n);
         }
         ledger
     }
 
     fn send(ledger: &mut Ledger<u64>, worker: u64, room: usize) -> usize {
-        ledger.dispatch(worker, room, 1 << 20, &mut BatchWriter::jobs(64))
+        let mut refused = Vec::new();
+        let sent = ledger.dispatch(
+            worker,
+            room,
+            1 << 20,
+            1 << 20,
+            &mut BatchWriter::jobs(64),
+            &mut refused,
+        );
+        assert!(refused.is_empty());
+        sent
+    }
+
+    fn settle(
+        ledger: &mut Ledger<u64>,
+        worker: u64,
+        id: u64,
+        outcome: Result<(), String>,
+    ) -> Option<Settled<u64>> {
+        ledger.settle(worker, id, outcome, Instant::now())
     }
 
     #[test]
@@ -330,15 +370,15 @@ mod tests {
         let mut ledger = ledger_with(4, 3);
         assert_eq!(send(&mut ledger, 1, 3), 3);
         assert!(matches!(
-            ledger.settle(1, 0, Ok(Bytes::new())),
-            Some(Settled::Completed { id: 0, .. })
+            settle(&mut ledger, 1, 0, Ok(())),
+            Some(Settled::Completed { id: 0 })
         ));
         assert!(
-            ledger.settle(1, 0, Ok(Bytes::new())).is_none(),
+            settle(&mut ledger, 1, 0, Ok(())).is_none(),
             "a second answer is ignored"
         );
         assert!(matches!(
-            ledger.settle(1, 1, Err("bad".into())),
+            settle(&mut ledger, 1, 1, Err("bad".into())),
             Some(Settled::Failed(_))
         ));
         assert_eq!(
@@ -361,8 +401,8 @@ mod tests {
         assert!(ledger.worker_lost(2, Blame::Unknown, "crashed").is_empty());
         assert_eq!(send(&mut ledger, 4, 10), 1);
         assert!(matches!(
-            ledger.settle(4, 2, Ok(Bytes::new())),
-            Some(Settled::Completed { id: 2, .. })
+            settle(&mut ledger, 4, 2, Ok(())),
+            Some(Settled::Completed { id: 2 })
         ));
         // Job 0 runs alone again and kills its worker a second time: out of attempts.
         assert_eq!(send(&mut ledger, 4, 10), 1);
@@ -388,8 +428,8 @@ mod tests {
         // Job 1 is a suspect now; the others are plain retries.
         assert_eq!(send(&mut ledger, 2, 10), 1);
         assert!(matches!(
-            ledger.settle(2, 1, Ok(Bytes::new())),
-            Some(Settled::Completed { id: 1, .. })
+            settle(&mut ledger, 2, 1, Ok(())),
+            Some(Settled::Completed { id: 1 })
         ));
         assert_eq!(send(&mut ledger, 2, 10), 2);
         let not_run: Vec<u64> = ledger.drain_not_run().iter().map(|j| j.id).collect();
@@ -398,11 +438,36 @@ mod tests {
     }
 
     #[test]
-    fn batches_respect_the_byte_budget_but_always_send_one() {
-        let mut ledger: Ledger<u64> = Ledger::new(3);
-        ledger.submit(0, Bytes::from(vec![0; 100]));
-        ledger.submit(1, Bytes::from(vec![0; 100]));
-        assert_eq!(ledger.dispatch(1, 10, 50, &mut BatchWriter::jobs(64)), 1);
+    fn a_worker_that_ran_nothing_is_not_blamed() {
+        let mut ledger = ledger_with(2, 1);
+        send(&mut ledger, 1, 2);
+        assert!(ledger
+            .worker_lost(1, Blame::Nobody, "init failed")
+            .is_empty());
+        assert_eq!(send(&mut ledger, 2, 10), 2, "plain retries, not suspects");
+    }
+
+    #[test]
+    fn batches_respect_the_byte_budget_and_refuse_oversized_jobs() {
+        let mut ledger: Ledger<Vec<u8>> = Ledger::new(3);
+        ledger.submit(vec![0; 100]);
+        ledger.submit(vec![0; 100]);
+        ledger.submit(vec![0; 5000]);
+        let mut refused = Vec::new();
+        let mut batch = BatchWriter::jobs(64);
+        assert_eq!(
+            ledger.dispatch(1, 10, 50, 4096, &mut batch, &mut refused),
+            1
+        );
         assert_eq!(ledger.oldest_running(1).map(|(id, _)| id), Some(0));
+        assert_eq!(
+            ledger.dispatch(2, 10, 1 << 20, 4096, &mut batch, &mut refused),
+            1
+        );
+        assert_eq!(refused.len(), 1);
+        assert_eq!(
+            (refused[0].id, ledger.failed(), ledger.outstanding()),
+            (2, 1, 2)
+        );
     }
 }

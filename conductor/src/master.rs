@@ -14,14 +14,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use crate::dispatch::{busy_since, DispatchSettings, Pacer, MAX_BATCH_BYTES};
+use crate::dispatch::{DispatchSettings, Pacer, MAX_BATCH_BYTES};
 use crate::error::{Error, Kind};
 use crate::handle::{Command, Shared, WorkerLink};
 use crate::jobs::Jobs;
@@ -30,7 +30,7 @@ use crate::lookup;
 use crate::message::{Message, Responder};
 use crate::process;
 use crate::protocol::{
-    control_frame, decode_control, read_frame_async, BatchWriter, Frame, Request, ResultsReader,
+    control_frame, decode_control, BatchWriter, Frame, FrameReader, Request, ResultsReader,
     StatsRoll, ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
 };
 use crate::report::{JobFailure, JobOutput, Report};
@@ -133,7 +133,6 @@ pub(crate) struct Master<J, O> {
     last_death: String,
     workers_started: u64,
     worker_crashes: u64,
-    arena: BytesMut,
     round_robin: usize,
     _output: PhantomData<fn() -> O>,
 }
@@ -176,7 +175,6 @@ where
             last_death: String::new(),
             workers_started: 0,
             worker_crashes: 0,
-            arena: BytesMut::new(),
             round_robin: 0,
             _output: PhantomData,
         };
@@ -248,27 +246,8 @@ where
     }
 
     fn accept_jobs(&mut self, pulled: &mut Vec<J>) {
-        let limit = self.settings.max_frame_bytes.saturating_sub(64);
         for job in pulled.drain(..) {
-            if self.arena.capacity() - self.arena.len() < 512 {
-                self.arena.reserve(64 << 10);
-            }
-            let encoded = postcard::to_io(&job, (&mut self.arena).writer()).map(drop);
-            let payload = self.arena.split().freeze();
-            let error = match encoded {
-                Err(e) => format!("could not encode the job: {e}"),
-                Ok(_) if payload.len() > limit => format!(
-                    "the job of {} bytes exceeds the frame limit of {} bytes",
-                    payload.len(),
-                    self.settings.max_frame_bytes
-                ),
-                Ok(_) => {
-                    self.ledger.submit(job, payload);
-                    continue;
-                }
-            };
-            let failure = self.ledger.submit_failed(job, error);
-            self.record_failure(failure);
+            self.ledger.submit(job);
         }
     }
 
@@ -390,12 +369,20 @@ where
                 continue;
             }
             let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
-            if self
-                .ledger
-                .dispatch(worker_id, room, MAX_BATCH_BYTES, &mut batch)
-                > 0
-            {
+            let mut refused = Vec::new();
+            let sent = self.ledger.dispatch(
+                worker_id,
+                room,
+                MAX_BATCH_BYTES,
+                self.settings.max_frame_bytes,
+                &mut batch,
+                &mut refused,
+            );
+            if sent > 0 {
                 let _ = slot.link.send(batch.finish());
+            }
+            for failure in refused {
+                self.record_failure(failure);
             }
             if self.ledger.ready() == 0 {
                 break;
@@ -489,39 +476,45 @@ where
 
     fn on_results(&mut self, worker_id: u64, body: Bytes) {
         let started = self.ledger.oldest_running(worker_id).map(|(_, at)| at);
+        let now = Instant::now();
         let mut count = 0;
-        for entry in ResultsReader::new(body) {
+        for entry in ResultsReader::new(&body) {
             let entry = match entry {
                 Ok(entry) => entry,
                 Err(e) => {
-                    self.kill_worker(
-                        worker_id,
-                        format!("sent a broken results frame: {e}"),
-                        Blame::Unknown,
-                    );
+                    let reason = format!("sent a broken results frame: {e}");
+                    self.kill_worker(worker_id, reason, Blame::Unknown);
                     return;
                 }
             };
-            let Some(settled) = self.ledger.settle(worker_id, entry.id, entry.outcome) else {
+            // Outputs are decoded only for someone who listens.
+            let mut output = None;
+            let outcome = match entry.outcome {
+                Ok(bytes) if self.events.is_some() => match postcard::from_bytes::<O>(bytes) {
+                    Ok(decoded) => {
+                        output = Some(decoded);
+                        Ok(())
+                    }
+                    Err(e) => Err(format!(
+                        "could not decode the output as `{}`: {e}",
+                        std::any::type_name::<O>()
+                    )),
+                },
+                Ok(_) => Ok(()),
+                Err(error) => Err(String::from_utf8_lossy(error).into_owned()),
+            };
+            let Some(settled) = self.ledger.settle(worker_id, entry.id, outcome, now) else {
                 continue;
             };
             count += 1;
             match settled {
-                Settled::Completed { id, output } => {
-                    if self.events.is_some() {
-                        match postcard::from_bytes::<O>(&output) {
-                            Ok(output) => self.push_event(Event::Output(JobOutput {
-                                id,
-                                worker_id,
-                                output,
-                            })),
-                            Err(e) => log!(
-                                self,
-                                error,
-                                job_id = id,
-                                "could not decode a job's output: {e}"
-                            ),
-                        }
+                Settled::Completed { id } => {
+                    if let Some(output) = output {
+                        self.pending_events.push(Event::Output(JobOutput {
+                            id,
+                            worker_id,
+                            output,
+                        }));
                     }
                 }
                 Settled::Failed(failure) => self.record_failure(failure),
@@ -532,7 +525,8 @@ where
             if let Some(slot) = self.workers.get_mut(&worker_id) {
                 slot.answers += count as u64;
                 if let Some(started) = started {
-                    slot.pacer.observe(count, busy_since(started));
+                    slot.pacer
+                        .observe(count, now.saturating_duration_since(started));
                 }
             }
         }
@@ -777,7 +771,11 @@ where
             "conductor ended"
         );
         if let Some(error) = self.fatal.take() {
-            let not_run = not_run.into_iter().map(|j| (j.id, j.payload)).collect();
+            // The error is not generic over the job type, so it keeps them encoded.
+            let not_run = not_run
+                .into_iter()
+                .filter_map(|j| Some((j.id, Bytes::from(postcard::to_allocvec(&j.job).ok()?))))
+                .collect();
             return Err(error.with_not_run(not_run).with_unsubmitted(source));
         }
         Ok(Report {
@@ -824,9 +822,9 @@ async fn read_frames(
     let send = |event| {
         let _ = to_master.send(FromWorker { worker_id, event });
     };
-    let mut reader = BufReader::with_capacity(64 << 10, read);
+    let mut frames = FrameReader::new(read, max_frame);
     loop {
-        let body = match read_frame_async(&mut reader, max_frame).await {
+        let body = match frames.next().await {
             Ok(Some(body)) => body,
             Ok(None) => return,
             Err(e) => return send(WorkerEvent::Broken(e.to_string())),

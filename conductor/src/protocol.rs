@@ -205,6 +205,37 @@ impl BatchWriter {
         BatchWriter { buf, count: 0 }
     }
 
+    /// Appends a job serialized in place; a job too large for a frame of `max_frame`
+    /// bytes is taken back out and refused with the reason.
+    pub fn push_job_encoded<J: Serialize>(
+        &mut self,
+        id: u64,
+        job: &J,
+        max_frame: usize,
+    ) -> Result<(), String> {
+        let limit = max_frame.saturating_sub(64);
+        let start = self.buf.len();
+        self.buf.put_u64_le(id);
+        self.buf.put_u32_le(0);
+        let encoded = postcard::to_io(job, (&mut self.buf).writer()).map(drop);
+        let len = self.buf.len() - start - 12;
+        let refusal = match encoded {
+            Err(e) => Some(format!("could not encode the job: {e}")),
+            Ok(_) if len > limit => Some(format!(
+                "the job of {len} bytes exceeds the frame limit of {max_frame} bytes"
+            )),
+            Ok(_) => None,
+        };
+        if let Some(reason) = refusal {
+            self.buf.truncate(start);
+            return Err(reason);
+        }
+        self.buf[start + 8..start + 12].copy_from_slice(&(len as u32).to_le_bytes());
+        self.count += 1;
+        Ok(())
+    }
+
+    #[cfg(test)]
     pub fn push_job(&mut self, id: u64, payload: &[u8]) {
         self.buf.put_u64_le(id);
         self.buf.put_u32_le(payload.len() as u32);
@@ -271,55 +302,59 @@ impl Iterator for JobsReader {
     }
 }
 
-/// One entry of a results frame.
+/// One entry of a results frame, borrowed from the frame.
 #[derive(Debug)]
-pub struct ResultEntry {
+pub struct ResultEntry<'a> {
     pub id: u64,
     /// The postcard-encoded output, or the UTF-8 error message of a failed job.
-    pub outcome: Result<Bytes, String>,
+    pub outcome: Result<&'a [u8], &'a [u8]>,
 }
 
-/// Walks the results of a results frame.
-pub struct ResultsReader {
-    body: Bytes,
+/// Walks the results of a results frame without copying them.
+pub struct ResultsReader<'a> {
+    body: &'a [u8],
 }
 
-impl ResultsReader {
-    pub fn new(body: Bytes) -> Self {
+impl<'a> ResultsReader<'a> {
+    pub fn new(body: &'a [u8]) -> Self {
         ResultsReader { body }
     }
 }
 
-impl Iterator for ResultsReader {
-    type Item = Result<ResultEntry, ProtocolError>;
+impl<'a> Iterator for ResultsReader<'a> {
+    type Item = Result<ResultEntry<'a>, ProtocolError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.body.is_empty() {
             return None;
         }
-        if self.body.len() < 13 {
-            self.body.clear();
-            return Some(Err(ProtocolError::Malformed(
-                "truncated result header".into(),
-            )));
+        let entry = parse_result(self.body);
+        match entry {
+            Some((entry, rest)) => {
+                self.body = rest;
+                Some(Ok(entry))
+            }
+            None => {
+                self.body = &[];
+                Some(Err(ProtocolError::Malformed(
+                    "truncated or invalid result".into(),
+                )))
+            }
         }
-        let id = self.body.get_u64_le();
-        let ok = self.body.get_u8();
-        let len = self.body.get_u32_le() as usize;
-        if self.body.len() < len || ok > 1 {
-            self.body.clear();
-            return Some(Err(ProtocolError::Malformed(
-                "truncated or invalid result".into(),
-            )));
-        }
-        let payload = self.body.split_to(len);
-        let outcome = if ok == 1 {
-            Ok(payload)
-        } else {
-            Err(String::from_utf8_lossy(&payload).into_owned())
-        };
-        Some(Ok(ResultEntry { id, outcome }))
     }
+}
+
+fn parse_result(body: &[u8]) -> Option<(ResultEntry<'_>, &[u8])> {
+    let (header, rest) = body.split_first_chunk::<13>()?;
+    let id = u64::from_le_bytes(header[..8].try_into().ok()?);
+    let ok = header[8];
+    let len = u32::from_le_bytes(header[9..].try_into().ok()?) as usize;
+    if rest.len() < len || ok > 1 {
+        return None;
+    }
+    let (payload, rest) = rest.split_at(len);
+    let outcome = if ok == 1 { Ok(payload) } else { Err(payload) };
+    Some((ResultEntry { id, outcome }, rest))
 }
 
 /// Whether a read error only means that the peer closed its end. A peer that exits
@@ -348,24 +383,53 @@ pub fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Bytes>, P
     Ok(Some(Bytes::from(body)))
 }
 
-/// Reads one frame body from an async reader; `Ok(None)` means the peer closed the channel.
-pub async fn read_frame_async(
-    reader: &mut (impl AsyncRead + Unpin),
+/// Reads frames from an async reader through one growing buffer: a frame's body is
+/// split off the buffer without copying or zeroing it.
+pub struct FrameReader<R> {
+    reader: R,
+    buf: BytesMut,
     max: usize,
-) -> Result<Option<Bytes>, ProtocolError> {
-    let mut header = [0u8; 4];
-    match reader.read_exact(&mut header).await {
-        Ok(_) => {}
-        Err(e) if is_closed(&e) => return Ok(None),
-        Err(e) => return Err(e.into()),
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(reader: R, max: usize) -> Self {
+        FrameReader {
+            reader,
+            buf: BytesMut::new(),
+            max,
+        }
     }
-    let len = u32::from_le_bytes(header) as usize;
-    if len > max {
-        return Err(ProtocolError::TooLarge { len, max });
+
+    /// The next frame body; `Ok(None)` means the peer closed the channel between frames.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+        loop {
+            let mut wanted = 4;
+            if let Some(header) = self.buf.first_chunk::<4>() {
+                let len = u32::from_le_bytes(*header) as usize;
+                if len > self.max {
+                    return Err(ProtocolError::TooLarge { len, max: self.max });
+                }
+                if self.buf.len() >= 4 + len {
+                    self.buf.advance(4);
+                    return Ok(Some(self.buf.split_to(len).freeze()));
+                }
+                wanted = 4 + len;
+            }
+            // Read in large chunks, and make room for the whole frame at once.
+            self.buf.reserve((wanted - self.buf.len()).max(64 << 10));
+            match self.reader.read_buf(&mut self.buf).await {
+                Ok(0) if self.buf.is_empty() => return Ok(None),
+                Ok(0) => {
+                    return Err(ProtocolError::Malformed(
+                        "the channel closed inside a frame".into(),
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if is_closed(&e) && self.buf.is_empty() => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
-    let mut body = BytesMut::zeroed(len);
-    reader.read_exact(&mut body).await?;
-    Ok(Some(body.freeze()))
 }
 
 #[cfg(test)]
@@ -402,13 +466,11 @@ mod tests {
         let Frame::Results(body) = Frame::parse(body_of(batch.finish())).unwrap() else {
             panic!("not a results frame")
         };
-        let results: Vec<_> = ResultsReader::new(body).map(Result::unwrap).collect();
-        assert_eq!(results[0].outcome.as_deref().unwrap(), b"out");
-        assert_eq!(results[1].outcome.as_ref().unwrap_err(), "boom");
-        assert_eq!(
-            (results[2].id, results[2].outcome.as_deref().unwrap()),
-            (3, &b"xy"[..])
-        );
+        let results: Vec<_> = ResultsReader::new(&body).map(Result::unwrap).collect();
+        assert_eq!(results[0].outcome, Ok(&b"out"[..]));
+        assert_eq!(results[1].outcome, Err(&b"boom"[..]));
+        assert_eq!((results[2].id, results[2].outcome), (3, Ok(&b"xy"[..])));
+        assert!(ResultsReader::new(&body[..20]).nth(1).unwrap().is_err());
     }
 
     #[test]
@@ -436,6 +498,43 @@ mod tests {
             err.to_string().contains("exceeds the limit of 1024 bytes"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_frame_reader_splits_frames_and_refuses_oversized_ones() {
+        let mut bytes = control_frame(&ToWorker::Stop).to_vec();
+        bytes.extend_from_slice(&control_frame(&ToWorker::Abort));
+        let mut reader = FrameReader::new(&bytes[..], 1024);
+        assert!(matches!(reader.next().await, Ok(Some(_))));
+        assert!(matches!(reader.next().await, Ok(Some(_))));
+        assert!(matches!(reader.next().await, Ok(None)));
+        let mut truncated = FrameReader::new(&bytes[..3], 1024);
+        assert!(matches!(
+            truncated.next().await,
+            Err(ProtocolError::Malformed(_))
+        ));
+        let mut huge = FrameReader::new(&[0xff, 0xff, 0xff, 0x7f][..], 1024);
+        assert!(matches!(
+            huge.next().await,
+            Err(ProtocolError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn job_encoding_refuses_jobs_over_the_limit() {
+        let mut batch = BatchWriter::jobs(64);
+        batch.push_job_encoded(1, &7u64, 164).unwrap();
+        let error = batch.push_job_encoded(2, &vec![0u8; 200], 164).unwrap_err();
+        assert_eq!(
+            error,
+            "the job of 202 bytes exceeds the frame limit of 164 bytes"
+        );
+        assert!(batch.push_job_encoded(3, &"x", 164).is_ok());
+        let Frame::Jobs(body) = Frame::parse(body_of(batch.finish())).unwrap() else {
+            panic!()
+        };
+        let ids: Vec<u64> = JobsReader::new(body).map(|j| j.unwrap().0).collect();
+        assert_eq!(ids, vec![1, 3]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! worker has rolled.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -133,8 +134,11 @@ impl Aggregator {
     }
 }
 
-/// The worker's side: counters and what they were at the previous roll.
+/// The worker's side: counters and what they were at the previous roll. The two
+/// automatic counters are atomics, so finishing a job takes no lock.
 pub(crate) struct StatsBook {
+    done: AtomicI64,
+    failed: AtomicI64,
     inner: Mutex<BookState>,
 }
 
@@ -148,6 +152,8 @@ impl StatsBook {
     pub fn new() -> Self {
         let counters: Counters = [(JOBS_DONE.to_string(), 0), (JOBS_FAILED.to_string(), 0)].into();
         StatsBook {
+            done: AtomicI64::new(0),
+            failed: AtomicI64::new(0),
             inner: Mutex::new(BookState {
                 last_rolled: counters.clone(),
                 counters,
@@ -156,7 +162,25 @@ impl StatsBook {
         }
     }
 
+    /// Counts one finished job.
+    pub fn job_finished(&self, ok: bool) {
+        let counter = if ok { &self.done } else { &self.failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn automatic(&self, name: &str) -> Option<&AtomicI64> {
+        match name {
+            JOBS_DONE => Some(&self.done),
+            JOBS_FAILED => Some(&self.failed),
+            _ => None,
+        }
+    }
+
     pub fn add(&self, name: &str, delta: i64) {
+        if let Some(counter) = self.automatic(name) {
+            counter.fetch_add(delta, Ordering::Relaxed);
+            return;
+        }
         let mut state = self.lock();
         match state.counters.get_mut(name) {
             Some(value) => *value += delta,
@@ -167,11 +191,27 @@ impl StatsBook {
     }
 
     pub fn set(&self, name: &str, value: i64) {
-        self.lock().counters.insert(name.to_string(), value);
+        match self.automatic(name) {
+            Some(counter) => counter.store(value, Ordering::Relaxed),
+            None => {
+                self.lock().counters.insert(name.to_string(), value);
+            }
+        }
     }
 
     pub fn snapshot(&self) -> Counters {
-        self.lock().counters.clone()
+        let mut state = self.lock();
+        self.merge_automatic(&mut state);
+        state.counters.clone()
+    }
+
+    fn merge_automatic(&self, state: &mut BookState) {
+        state
+            .counters
+            .insert(JOBS_DONE.to_string(), self.done.load(Ordering::Relaxed));
+        state
+            .counters
+            .insert(JOBS_FAILED.to_string(), self.failed.load(Ordering::Relaxed));
     }
 
     pub fn last_rolled(&self) -> Counters {
@@ -181,6 +221,7 @@ impl StatsBook {
     /// Closes the current interval: returns the roll to send and starts a new one.
     pub fn roll(&self) -> StatsRoll {
         let mut state = self.lock();
+        self.merge_automatic(&mut state);
         let now = Instant::now();
         let span = now - state.rolled_at;
         let diff = state
@@ -260,7 +301,9 @@ mod tests {
     #[test]
     fn the_book_rolls_differences() {
         let book = StatsBook::new();
-        book.add(JOBS_DONE, 3);
+        book.add(JOBS_DONE, 2);
+        book.job_finished(true);
+        book.job_finished(false);
         book.add("rows", 10);
         let first = book.roll();
         assert!(first.diff.contains(&("rows".to_string(), 10)));
@@ -269,5 +312,6 @@ mod tests {
         assert!(second.diff.contains(&("rows".to_string(), 5)));
         assert!(second.last.contains(&("rows".to_string(), 15)));
         assert_eq!(book.last_rolled()["jobsDone"], 3);
+        assert_eq!(book.snapshot()["jobsFailed"], 1);
     }
 }

@@ -26,7 +26,7 @@ use crate::protocol::{
     control_frame, decode_control, read_frame, BatchWriter, Frame, JobsReader, ReplyResult,
     Request, ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
 };
-use crate::stats::{StatsBook, JOBS_DONE, JOBS_FAILED};
+use crate::stats::StatsBook;
 use crate::worker::{JobWorker, Worker};
 
 /// Exit codes of a worker process.
@@ -460,7 +460,7 @@ impl WorkerShared {
             Err(error) => (false, error.as_bytes()),
         };
         let payload = &payload[..payload.len().min(limit)];
-        self.stats.add(if ok { JOBS_DONE } else { JOBS_FAILED }, 1);
+        self.stats.job_finished(ok);
         let mut results = self.lock_results();
         if results.batch.byte_len() + payload.len() + 32 > self.max_frame {
             self.flush_locked(&mut results);
