@@ -89,7 +89,11 @@ async fn main() -> anyhow::Result<()> {
     let jobs = (0..args.jobs).map(move |n| Job {
         n,
         work_us,
-        payload: vec![(n % 251) as u8; payload_bytes],
+        payload: if payload_bytes == 0 {
+            Vec::new()
+        } else {
+            vec![(n % 251) as u8; payload_bytes]
+        },
     });
     let mut conductor = Conductor::<Job, u64>::new("bench_square")
         .worker_limit(args.workers)
