@@ -71,6 +71,35 @@ fn vandal(job: u32, worker: &Worker) -> anyhow::Result<u32> {
     Ok(job)
 }
 
+/// Says goodbye in the middle of its work, which a master must not believe.
+#[conductor::worker(type = "liar")]
+fn liar(job: u32, worker: &Worker) -> anyhow::Result<u32> {
+    if job == 2 {
+        // A control frame holding `Bye`.
+        worker.__send_raw_bytes(&[2, 0, 0, 0, 1, 6]);
+        std::process::exit(0);
+    }
+    Ok(job)
+}
+
+/// Takes longer to start than any job may take.
+struct SlowStart;
+
+#[conductor::worker(type = "slow_start")]
+impl JobWorker for SlowStart {
+    type Job = u32;
+    type Output = u32;
+
+    async fn init(_worker: &Worker) -> anyhow::Result<Self> {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        Ok(SlowStart)
+    }
+
+    async fn process(&mut self, job: u32, _worker: &Worker) -> anyhow::Result<u32> {
+        Ok(job)
+    }
+}
+
 #[conductor::worker(type = "big_output")]
 fn big_output(job: u32) -> anyhow::Result<Vec<u8>> {
     Ok(vec![7; job as usize])
@@ -328,6 +357,52 @@ async fn jobs_and_outputs_too_large_for_a_frame_fail_clearly() {
         failure.error,
         "the job of 100003 bytes exceeds the frame limit of 65536 bytes"
     );
+}
+
+#[tokio::test]
+async fn a_bye_with_jobs_in_flight_is_a_crash_not_a_hang() {
+    let (events, report) = events_and_report(
+        Conductor::<u32, u32>::new("liar")
+            .worker_limit(2)
+            .prefetch(1)
+            .max_attempts(2)
+            .jobs(0..10)
+            .start()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((report.completed(), report.failed()), (9, 1));
+    assert_eq!(report.failures()[0].job, 2);
+    assert_eq!(crashes(&events).len(), 2);
+}
+
+#[tokio::test]
+async fn a_slow_init_counts_against_start_up_not_against_jobs() {
+    let report = Conductor::<u32, u32>::new("slow_start")
+        .worker_limit(2)
+        .job_timeout(Duration::from_millis(200))
+        .jobs(0..10)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!((report.completed(), report.worker_crashes()), (10, 0));
+}
+
+#[tokio::test]
+async fn a_run_dropped_midway_takes_its_workers_down() {
+    let handle;
+    {
+        let conductor = Conductor::<u32, u32>::new("long_jobs")
+            .worker_limit(2)
+            .logging(false)
+            .jobs(0..2);
+        handle = conductor.handle();
+        let run = conductor.run();
+        // Give the workers time to start, then drop the run.
+        let _ = tokio::time::timeout(Duration::from_millis(500), run).await;
+    }
+    assert!(!handle.is_processing());
+    assert!(handle.workers().is_empty());
 }
 
 /// Runs as a master in a child process for the orphan test below.

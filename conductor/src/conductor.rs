@@ -167,10 +167,11 @@ where
         self
     }
 
-    /// The largest frame either side accepts (default 64 MiB). A job or output that
-    /// does not fit fails with a clear error.
+    /// The largest frame either side accepts (default 64 MiB, at most 4 GiB). A job
+    /// or output that does not fit fails with a clear error.
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
-        self.settings.max_frame_bytes = bytes.max(1024);
+        // Frame lengths travel as u32.
+        self.settings.max_frame_bytes = bytes.clamp(1024, u32::MAX as usize);
         self
     }
 

@@ -8,6 +8,16 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::jobs::Jobs;
+use crate::report::JobFailure;
+
+/// A failed job kept in an [`Error`], which is not generic over the job type.
+#[derive(Debug)]
+pub(crate) struct EncodedFailure {
+    pub id: u64,
+    pub job: Bytes,
+    pub error: String,
+    pub attempts: u32,
+}
 
 /// Everything that can go wrong in conductor, for the master and for job code alike.
 ///
@@ -20,6 +30,8 @@ struct Inner {
     kind: Kind,
     /// Jobs that did not run when a run ended in error, as (job id, encoded job).
     not_run: Vec<(u64, Bytes)>,
+    /// Jobs that failed for good before a run ended in error, with the job encoded.
+    failures: Vec<EncodedFailure>,
     /// The rest of the job source, never pulled: a `Jobs<J>` of the run's job type.
     unsubmitted: Mutex<Option<Box<dyn Any + Send>>>,
 }
@@ -66,12 +78,18 @@ impl Error {
         Error(Box::new(Inner {
             kind,
             not_run: Vec::new(),
+            failures: Vec::new(),
             unsubmitted: Mutex::new(None),
         }))
     }
 
     pub(crate) fn with_not_run(mut self, not_run: Vec<(u64, Bytes)>) -> Self {
         self.0.not_run = not_run;
+        self
+    }
+
+    pub(crate) fn with_failures(mut self, failures: Vec<EncodedFailure>) -> Self {
+        self.0.failures = failures;
         self
     }
 
@@ -167,6 +185,24 @@ impl Error {
                 None
             }
         }
+    }
+
+    /// The jobs that failed for good before a run ended in error, decoded as the
+    /// conductor's job type. With [`Error::not_run`] and the completed count in the
+    /// message, every submitted job is accounted for.
+    pub fn failures<J: DeserializeOwned>(&self) -> Result<Vec<JobFailure<J>>, Error> {
+        self.0
+            .failures
+            .iter()
+            .map(|f| {
+                Ok(JobFailure {
+                    id: f.id,
+                    job: postcard::from_bytes(&f.job).map_err(|e| Error::codec("a job", e))?,
+                    error: f.error.clone(),
+                    attempts: f.attempts,
+                })
+            })
+            .collect()
     }
 
     /// How many jobs never ran when a run ended in error.

@@ -79,9 +79,15 @@ impl Shared {
         }
     }
 
-    /// Fails the requests still waiting on a worker that exited.
+    /// Takes a worker that stopped out of the live set and fails its requests.
     pub fn forget_worker(&self, worker_id: u64) {
         self.lock_links().remove(&worker_id);
+        self.forget_requests(worker_id);
+    }
+
+    /// Fails the requests still waiting on a worker whose channel has closed: they
+    /// can never be answered, and their callers must not wait for the run loop.
+    pub fn forget_requests(&self, worker_id: u64) {
         self.lock_pending()
             .retain(|_, (worker, _)| *worker != worker_id);
     }

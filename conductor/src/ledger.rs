@@ -309,7 +309,15 @@ impl<J: Serialize> Ledger<J> {
                 None => &mut self.fresh,
             };
             let Some(job) = next.pop_front() else { break };
+            let before = batch.byte_len();
             match batch.push_job_encoded(job.id, &job.job, max_frame) {
+                // A frame never outgrows the limit: the job that would overflow it
+                // waits for the next frame.
+                Ok(()) if sent > 0 && batch.body_len() > max_frame => {
+                    batch.take_back(before);
+                    next.push_front(job);
+                    break;
+                }
                 Ok(()) => {
                     queue.jobs.push_back(InFlight { job, sent_at: now });
                     sent += 1;
@@ -469,5 +477,18 @@ mod tests {
             (refused[0].id, ledger.failed(), ledger.outstanding()),
             (2, 1, 2)
         );
+    }
+
+    #[test]
+    fn a_frame_never_outgrows_the_frame_limit() {
+        let mut ledger: Ledger<Vec<u8>> = Ledger::new(3);
+        for _ in 0..10 {
+            ledger.submit(vec![0; 1000]);
+        }
+        let mut batch = BatchWriter::jobs(64);
+        let sent = ledger.dispatch(1, 10, 1 << 20, 4000, &mut batch, &mut Vec::new());
+        assert_eq!(sent, 3);
+        assert!(batch.body_len() <= 4000);
+        assert_eq!(ledger.ready(), 7);
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use crate::dispatch::{DispatchSettings, Pacer, MAX_BATCH_BYTES};
-use crate::error::{Error, Kind};
+use crate::error::{EncodedFailure, Error, Kind};
 use crate::handle::{Command, Shared, WorkerLink};
 use crate::jobs::Jobs;
 use crate::ledger::{Blame, Failure, Ledger, Settled};
@@ -231,7 +231,13 @@ where
                         source = None;
                     }
                 }
-                _ = tick.tick() => master.check_deadlines(),
+                _ = tick.tick() => {
+                    // Hear out what already arrived, so no deadline is judged on stale news.
+                    while let Ok(event) = worker_rx.try_recv() {
+                        master.on_worker_event(event);
+                    }
+                    master.check_deadlines();
+                }
             }
         }
         master.finish(started, source)
@@ -281,7 +287,11 @@ where
         for _ in alive..desired {
             if let Err(e) = self.spawn_worker().await {
                 log!(self, error, "could not start a worker: {e}");
-                self.fail(e);
+                // With other workers up, try again on the next turn of the loop; with
+                // none, nothing would ever run.
+                if alive == 0 {
+                    self.fail(e);
+                }
                 return;
             }
         }
@@ -464,9 +474,11 @@ where
         let Some(slot) = self.workers.get_mut(&worker_id) else {
             return;
         };
-        if let SlotState::Starting(_) = slot.state {
-            slot.state = SlotState::Ready;
+        // A worker killed or stopped meanwhile stays out of the live set.
+        if !matches!(slot.state, SlotState::Starting(_)) {
+            return;
         }
+        slot.state = SlotState::Ready;
         self.shared
             .lock_links()
             .insert(worker_id, slot.link.clone());
@@ -533,6 +545,8 @@ where
     }
 
     fn record_failure(&mut self, failure: Failure<J>) {
+        // A job settled for good is progress, even when its worker died of it.
+        self.deaths_without_progress = 0;
         let Failure {
             id,
             job,
@@ -581,7 +595,9 @@ where
             Ok(status) => (status.code(), status.signal()),
             Err(_) => (None, None),
         };
-        let expected = slot.said_bye || matches!(self.phase, Phase::Aborting(_) | Phase::Failed(_));
+        // A bye with jobs still in flight is a broken promise, handled as a crash.
+        let said_bye = slot.said_bye && self.ledger.in_flight_on(worker_id) == 0;
+        let expected = said_bye || matches!(self.phase, Phase::Aborting(_) | Phase::Failed(_));
         if !expected {
             self.worker_crashes += 1;
             let reason = match (&slot.kill_reason, &slot.crash, &status) {
@@ -771,12 +787,33 @@ where
             "conductor ended"
         );
         if let Some(error) = self.fatal.take() {
-            // The error is not generic over the job type, so it keeps them encoded.
-            let not_run = not_run
-                .into_iter()
-                .filter_map(|j| Some((j.id, Bytes::from(postcard::to_allocvec(&j.job).ok()?))))
-                .collect();
-            return Err(error.with_not_run(not_run).with_unsubmitted(source));
+            // The error is not generic over the job type, so it keeps jobs encoded; one
+            // that cannot be encoded could never have run, and counts as failed.
+            let encode = |job: &J| postcard::to_allocvec(job).map(Bytes::from);
+            let mut failures = Vec::new();
+            let mut not_run_encoded = Vec::new();
+            for j in not_run {
+                match encode(&j.job) {
+                    Ok(bytes) => not_run_encoded.push((j.id, bytes)),
+                    Err(e) => failures.push(EncodedFailure {
+                        id: j.id,
+                        job: Bytes::new(),
+                        error: format!("could not encode the job: {e}"),
+                        attempts: j.attempts,
+                    }),
+                }
+            }
+            for f in std::mem::take(&mut self.failures) {
+                failures.push(EncodedFailure {
+                    id: f.id,
+                    job: encode(&f.job).unwrap_or_default(),
+                    error: f.error,
+                    attempts: f.attempts,
+                });
+            }
+            failures.sort_by_key(|f| f.id);
+            let error = error.with_not_run(not_run_encoded).with_failures(failures);
+            return Err(error.with_unsubmitted(source));
         }
         Ok(Report {
             submitted: self.ledger.submitted(),
@@ -789,6 +826,18 @@ where
             worker_crashes: self.worker_crashes,
             unsubmitted: source,
         })
+    }
+}
+
+impl<J, O> Drop for Master<J, O> {
+    /// A run that ends early (its future dropped, a panic in the job source) still
+    /// takes its workers down instead of leaving them waiting for jobs.
+    fn drop(&mut self) {
+        for (worker_id, slot) in &self.workers {
+            slot.kill.notify_one();
+            self.shared.forget_worker(*worker_id);
+        }
+        self.shared.processing.store(false, Ordering::Relaxed);
     }
 }
 
@@ -809,12 +858,25 @@ async fn write_frames(mut write: OwnedWriteHalf, mut outbox: mpsc::UnboundedRece
     }
 }
 
-/// Reads one worker's frames. Lookups and replies are answered right here, without
-/// the run loop; everything else goes to it.
+/// Reads one worker's frames until its channel closes.
 async fn read_frames(
     worker_id: u64,
     read: OwnedReadHalf,
     shared: Arc<Shared>,
+    link: WorkerLink,
+    to_master: mpsc::UnboundedSender<FromWorker>,
+    max_frame: usize,
+) {
+    route_frames(worker_id, read, &shared, link, to_master, max_frame).await;
+    shared.forget_requests(worker_id);
+}
+
+/// Lookups and replies are answered right here, without the run loop; everything
+/// else goes to it.
+async fn route_frames(
+    worker_id: u64,
+    read: OwnedReadHalf,
+    shared: &Shared,
     link: WorkerLink,
     to_master: mpsc::UnboundedSender<FromWorker>,
     max_frame: usize,
@@ -860,7 +922,7 @@ async fn read_frames(
                 request_id,
                 request,
             } => {
-                if let Some(event) = serve_request(worker_id, &shared, &link, request_id, request) {
+                if let Some(event) = serve_request(worker_id, shared, &link, request_id, request) {
                     send(event);
                 }
             }

@@ -9,7 +9,7 @@
 //! as long as the process.
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::sync::{mpsc, Mutex, OnceLock};
@@ -36,7 +36,17 @@ pub(crate) async fn spawn_worker(
     env: &[(String, String)],
 ) -> io::Result<Spawned> {
     let (master_end, worker_end) = UnixStream::pair()?;
+    let worker_end = above_stdio(worker_end)?;
     let exe = std::env::current_exe()?;
+    // On Linux, /proc/self/exe still starts this program after its file was replaced
+    // or deleted (a rebuild during a long run); argv[0] keeps the real path.
+    #[cfg(target_os = "linux")]
+    let mut command = {
+        let mut command = std::process::Command::new("/proc/self/exe");
+        command.arg0(&exe);
+        command
+    };
+    #[cfg(not(target_os = "linux"))]
     let mut command = std::process::Command::new(exe);
     match test_harness_args() {
         Some(args) => command.args(args),
@@ -96,6 +106,21 @@ pub(crate) async fn spawn_worker(
     master_end.set_nonblocking(true)?;
     let channel = tokio::net::UnixStream::from_std(master_end)?;
     Ok(Spawned { child, channel })
+}
+
+/// Moves the worker's end of the channel above fds 0–2: if the master runs with stdio
+/// closed, the pair could land there, and setting up the child's stdio would clobber it.
+fn above_stdio(stream: UnixStream) -> io::Result<UnixStream> {
+    if stream.as_raw_fd() > 2 {
+        return Ok(stream);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd that nothing else owns.
+    let fd = unsafe { libc::fcntl(stream.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open and owned by nothing else.
+    Ok(unsafe { UnixStream::from_raw_fd(fd) })
 }
 
 /// The one long-lived thread that forks every worker.

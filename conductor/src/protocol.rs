@@ -13,6 +13,7 @@
 //! Several jobs may be in flight per worker and several jobs ride in one frame; a
 //! worker answers in the order it received its jobs.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -255,6 +256,17 @@ impl BatchWriter {
         self.count == 0
     }
 
+    /// Bytes of the frame's body so far: what the frame limit applies to.
+    pub fn body_len(&self) -> usize {
+        self.buf.len() - 4
+    }
+
+    /// Removes the last entry, which began at byte `len`.
+    pub fn take_back(&mut self, len: usize) {
+        self.buf.truncate(len);
+        self.count -= 1;
+    }
+
     /// Bytes the frame holds so far, header included.
     pub fn byte_len(&self) -> usize {
         self.buf.len()
@@ -268,37 +280,48 @@ impl BatchWriter {
     }
 }
 
-/// Walks the jobs of a jobs frame.
-pub struct JobsReader {
-    body: Bytes,
+/// Jobs received and not yet run: whole jobs frames, walked in place so that no job
+/// costs an allocation or a reference count.
+#[derive(Default)]
+pub struct JobQueue {
+    frames: VecDeque<Bytes>,
+    offset: usize,
 }
 
-impl JobsReader {
-    pub fn new(body: Bytes) -> Self {
-        JobsReader { body }
+impl JobQueue {
+    pub fn push_frame(&mut self, body: Bytes) {
+        if !body.is_empty() {
+            self.frames.push_back(body);
+        }
     }
-}
 
-impl Iterator for JobsReader {
-    type Item = Result<(u64, Bytes), ProtocolError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.body.is_empty() {
-            return None;
+    /// The next job's id and encoded bytes, valid until the next call.
+    pub fn pop(&mut self) -> Option<Result<(u64, &[u8]), ProtocolError>> {
+        // Frames are dropped here rather than when their last job is handed out,
+        // because that job borrows from its frame.
+        while self.frames.front().is_some_and(|f| self.offset >= f.len()) {
+            self.frames.pop_front();
+            self.offset = 0;
         }
-        if self.body.len() < 12 {
-            self.body.clear();
-            return Some(Err(ProtocolError::Malformed("truncated job header".into())));
+        let rest = &self.frames.front()?[self.offset..];
+        let parsed = rest.split_first_chunk::<12>().and_then(|(header, tail)| {
+            let id = u64::from_le_bytes(header[..8].try_into().ok()?);
+            let len = u32::from_le_bytes(header[8..].try_into().ok()?) as usize;
+            (tail.len() >= len).then_some((id, len))
+        });
+        match parsed {
+            Some((id, len)) => {
+                let start = self.offset + 12;
+                self.offset = start + len;
+                let frame = self.frames.front()?;
+                Some(Ok((id, &frame[start..start + len])))
+            }
+            None => {
+                self.frames.clear();
+                self.offset = 0;
+                Some(Err(ProtocolError::Malformed("truncated job".into())))
+            }
         }
-        let id = self.body.get_u64_le();
-        let len = self.body.get_u32_le() as usize;
-        if self.body.len() < len {
-            self.body.clear();
-            return Some(Err(ProtocolError::Malformed(
-                "truncated job payload".into(),
-            )));
-        }
-        Some(Ok((id, self.body.split_to(len))))
     }
 }
 
@@ -450,11 +473,24 @@ mod tests {
         let Frame::Jobs(body) = Frame::parse(body_of(batch.finish())).unwrap() else {
             panic!("not a jobs frame")
         };
-        let jobs: Vec<_> = JobsReader::new(body).map(Result::unwrap).collect();
+        let mut queue = JobQueue::default();
+        queue.push_frame(body.clone());
+        queue.push_frame(body);
+        let mut jobs = Vec::new();
+        while let Some(job) = queue.pop() {
+            let (id, payload) = job.unwrap();
+            jobs.push((id, payload.to_vec()));
+        }
         assert_eq!(
             jobs,
-            vec![(7, Bytes::from_static(b"seven")), (9, Bytes::new())]
+            vec![
+                (7, b"seven".to_vec()),
+                (9, vec![]),
+                (7, b"seven".to_vec()),
+                (9, vec![])
+            ]
         );
+        assert!(queue.pop().is_none());
     }
 
     #[test]
@@ -478,12 +514,13 @@ mod tests {
         let mut batch = BatchWriter::jobs(64);
         batch.push_job(1, b"abcdef");
         let body = body_of(batch.finish()).slice(1..10);
-        let mut reader = JobsReader::new(body);
+        let mut queue = JobQueue::default();
+        queue.push_frame(body);
         assert!(matches!(
-            reader.next(),
+            queue.pop(),
             Some(Err(ProtocolError::Malformed(_)))
         ));
-        assert!(reader.next().is_none());
+        assert!(queue.pop().is_none());
         assert!(matches!(
             Frame::parse(Bytes::from_static(&[42])),
             Err(ProtocolError::Malformed(_))
@@ -533,7 +570,12 @@ mod tests {
         let Frame::Jobs(body) = Frame::parse(body_of(batch.finish())).unwrap() else {
             panic!()
         };
-        let ids: Vec<u64> = JobsReader::new(body).map(|j| j.unwrap().0).collect();
+        let mut queue = JobQueue::default();
+        queue.push_frame(body);
+        let mut ids = Vec::new();
+        while let Some(job) = queue.pop() {
+            ids.push(job.unwrap().0);
+        }
         assert_eq!(ids, vec![1, 3]);
     }
 

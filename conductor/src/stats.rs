@@ -91,9 +91,9 @@ impl Aggregator {
         // periodic one) contributes its latest roll with both diffs added up.
         match self.round.get_mut(&worker_id) {
             Some(previous) => {
-                previous.span += stats.span;
+                previous.span = previous.span.saturating_add(stats.span);
                 for (k, v) in stats.diff {
-                    *previous.diff.entry(k).or_default() += v;
+                    add_to(previous.diff.entry(k).or_default(), v);
                 }
                 previous.last = stats.last;
             }
@@ -121,17 +121,22 @@ impl Aggregator {
         let mut agg = Aggregate::default();
         let mut total_span = Duration::ZERO;
         for stats in raw.values() {
-            total_span += stats.span;
+            total_span = total_span.saturating_add(stats.span);
             for (k, v) in &stats.last {
-                *agg.last.entry(k.clone()).or_default() += v;
+                add_to(agg.last.entry(k.clone()).or_default(), *v);
             }
             for (k, v) in &stats.diff {
-                *agg.diff.entry(k.clone()).or_default() += v;
+                add_to(agg.diff.entry(k.clone()).or_default(), *v);
             }
         }
         let avg_span = total_span / raw.len() as u32;
         Some(StatsReport { raw, agg, avg_span })
     }
+}
+
+/// Counters come from job code and other processes: they saturate, never panic.
+fn add_to(total: &mut i64, value: i64) {
+    *total = total.saturating_add(value);
 }
 
 /// The worker's side: counters and what they were at the previous roll. The two
@@ -183,7 +188,7 @@ impl StatsBook {
         }
         let mut state = self.lock();
         match state.counters.get_mut(name) {
-            Some(value) => *value += delta,
+            Some(value) => add_to(value, delta),
             None => {
                 state.counters.insert(name.to_string(), delta);
             }
@@ -230,7 +235,7 @@ impl StatsBook {
             .map(|(k, v)| {
                 (
                     k.clone(),
-                    v - state.last_rolled.get(k).copied().unwrap_or(0),
+                    v.saturating_sub(state.last_rolled.get(k).copied().unwrap_or(0)),
                 )
             })
             .collect();

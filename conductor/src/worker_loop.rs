@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Error;
 use crate::message::{Message, Responder};
 use crate::protocol::{
-    control_frame, decode_control, read_frame, BatchWriter, Frame, JobsReader, ReplyResult,
-    Request, ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
+    control_frame, decode_control, read_frame, BatchWriter, Frame, JobQueue, ReplyResult, Request,
+    ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
 };
 use crate::stats::StatsBook;
 use crate::worker::{JobWorker, Worker};
@@ -141,7 +141,10 @@ pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
         Err(e) => shared.crash(format!("cannot start a tokio runtime: {e}")),
     };
     let worker = Worker { shared };
-    runtime.block_on(job_loop::<W>(worker, inbox_rx, config.crash_on_job_error))
+    let code = runtime.block_on(job_loop::<W>(worker, inbox_rx, config.crash_on_job_error));
+    // Blocking tasks that job code left behind must not keep a finished worker alive.
+    runtime.shutdown_background();
+    code
 }
 
 fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) {
@@ -154,7 +157,8 @@ fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) {
     }
 }
 
-/// Reads the master's settings and answers with what this worker runs.
+/// Reads the master's settings and checks that this worker can run them. The
+/// answer (`Ready`) waits until `init` has succeeded.
 fn handshake<W: JobWorker>(
     channel: &UnixStream,
     worker_type: &str,
@@ -197,16 +201,6 @@ fn handshake<W: JobWorker>(
             config.job_type, config.output_type
         ));
     }
-    let ready = ToMaster::Ready {
-        protocol: PROTOCOL_VERSION,
-        worker_type: worker_type.to_string(),
-        job_type: job_type.to_string(),
-        output_type: output_type.to_string(),
-    };
-    let mut writer = channel;
-    writer
-        .write_all(&control_frame(&ready))
-        .map_err(|e| format!("handshake failed: {e}"))?;
     Ok(config)
 }
 
@@ -222,13 +216,21 @@ async fn job_loop<W: JobWorker>(
         Ok(Err(e)) => shared.crash(format!("init failed: {e:#}")),
         Err(panic) => shared.crash(format!("init panicked: {panic}")),
     };
-    let mut jobs: VecDeque<(u64, Bytes)> = VecDeque::new();
+    // Only now take jobs: a slow `init` counts against the start-up timeout, never
+    // against a job's.
+    shared.send_control(&ToMaster::Ready {
+        protocol: PROTOCOL_VERSION,
+        worker_type: shared.worker_type.clone(),
+        job_type: std::any::type_name::<W::Job>().to_string(),
+        output_type: std::any::type_name::<W::Output>().to_string(),
+    });
+    let mut jobs = JobQueue::default();
     let mut messages: VecDeque<Message> = VecDeque::new();
     let mut stopping = false;
     let mut output = Vec::new();
     loop {
         while let Ok(item) = inbox.try_recv() {
-            accept(item, &mut jobs, &mut messages, &mut stopping, &shared);
+            accept(item, &mut jobs, &mut messages, &mut stopping);
         }
         if let Some(message) = messages.pop_front() {
             let cmd = message.cmd().to_string();
@@ -239,8 +241,12 @@ async fn job_loop<W: JobWorker>(
             }
             continue;
         }
-        if let Some((id, payload)) = jobs.pop_front() {
-            if let Some(failure) = run_job(&mut state, &worker, id, &payload, &mut output).await {
+        if let Some(job) = jobs.pop() {
+            let (id, decoded) = match job {
+                Ok((id, payload)) => (id, postcard::from_bytes::<W::Job>(payload)),
+                Err(e) => shared.protocol_failure(&e.to_string()),
+            };
+            if let Some(failure) = run_job(&mut state, &worker, id, decoded, &mut output).await {
                 if crash_on_error {
                     shared.flush_results();
                     shared.crash(format!("job {id} failed: {failure}"));
@@ -254,7 +260,7 @@ async fn job_loop<W: JobWorker>(
         // Nothing left to run: send what is done before waiting for more.
         shared.flush_results();
         match inbox.recv().await {
-            Some(item) => accept(item, &mut jobs, &mut messages, &mut stopping, &shared),
+            Some(item) => accept(item, &mut jobs, &mut messages, &mut stopping),
             None => break,
         }
     }
@@ -264,22 +270,9 @@ async fn job_loop<W: JobWorker>(
     EXIT_OK
 }
 
-fn accept(
-    item: Inbox,
-    jobs: &mut VecDeque<(u64, Bytes)>,
-    messages: &mut VecDeque<Message>,
-    stopping: &mut bool,
-    shared: &WorkerShared,
-) {
+fn accept(item: Inbox, jobs: &mut JobQueue, messages: &mut VecDeque<Message>, stopping: &mut bool) {
     match item {
-        Inbox::Jobs(body) => {
-            for entry in JobsReader::new(body) {
-                match entry {
-                    Ok(job) => jobs.push_back(job),
-                    Err(e) => shared.protocol_failure(&e.to_string()),
-                }
-            }
-        }
+        Inbox::Jobs(body) => jobs.push_frame(body),
         Inbox::Message(message) => messages.push_back(message),
         Inbox::Stop => *stopping = true,
     }
@@ -290,11 +283,11 @@ async fn run_job<W: JobWorker>(
     state: &mut W,
     worker: &Worker,
     id: u64,
-    payload: &[u8],
+    decoded: Result<W::Job, postcard::Error>,
     output: &mut Vec<u8>,
 ) -> Option<String> {
     let shared = &worker.shared;
-    let job: W::Job = match postcard::from_bytes(payload) {
+    let job = match decoded {
         Ok(job) => job,
         Err(e) => {
             let error = format!(
