@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Peer benchmark for conductor: runs every system side by side, interleaved.
+
+Usage (from the repo root):  python3 bench/run.py [--rounds 5] [--quick]
+
+Writes bench/results/raw.jsonl (one line per run), bench/results/summary.md
+and bench/results/w1.svg. See bench/README.md for the workloads.
+"""
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import chart  # bench/chart.py, next to this file
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+CONDUCTOR = ROOT / "target/release/examples/throughput"
+PROCSPAWN = BENCH / "procspawn/target/release/procspawn-bench"
+PEERS = BENCH / "python/peers.py"
+
+PY_SYSTEMS = ["ppe1", "ppe1000", "poolmap1", "imap1000"]
+ALL = ["conductor"] + [f"python-{s}" for s in PY_SYSTEMS] + ["procspawn-pool"]
+MIB = 1 << 20
+
+# Figures quoted in the issue for okanjo-conductor 3.0 (not on the npm registry).
+OKANJO = {"W1": {"whole jobs/s": 20_400, "in-process jobs/s": 21_800, "all-process peak MiB": 168},
+          "W2": {"efficiency T1/(2*T2)": 0.91},
+          "W3": {"wall ms": 197}}
+
+
+def command(system, jobs, workers, work_us=0, payload=0, extra=()):
+    flags = ["--jobs", str(jobs), "--workers", str(workers),
+             "--work-us", str(work_us), "--payload-bytes", str(payload), *extra]
+    if system == "conductor":
+        return [str(CONDUCTOR), *flags]
+    if system == "procspawn-pool":
+        return [str(PROCSPAWN), *flags]
+    return [sys.executable, str(PEERS), "--system", system.removeprefix("python-"), *flags]
+
+
+def workloads(quick):
+    """(workload, variant, systems, kwargs for command())."""
+    w1_jobs = 20_000 if quick else 100_000
+    return [
+        ("W1", "", ALL, dict(jobs=w1_jobs, workers=2)),
+        ("W1-prefetch1", "", ["conductor"],
+         dict(jobs=100_000, workers=2, extra=("--prefetch", "1"))),
+        ("W2", "1 worker", ALL, dict(jobs=200, workers=1, work_us=10_000)),
+        ("W2", "2 workers", ALL, dict(jobs=200, workers=2, work_us=10_000)),
+        ("W3", "", ALL, dict(jobs=1, workers=2)),
+        ("W4", "", ["conductor"], dict(jobs=10_000_000, workers=2)),
+        ("Payload", "", ["conductor", "python-imap1000"],
+         dict(jobs=2_000, workers=2, payload=1_048_576)),
+    ]
+
+
+# ---------------------------------------------------------------- measuring
+
+def tree_rss_bytes(pid):
+    """Summed RSS of pid and all its descendants, from /proc."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass  # the process ended while we looked
+    return total
+
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def run_one(cmd, timeout=900):
+    """Run cmd; return (json dict or None, wall secs, all-process peak MiB, stderr)."""
+    peak, done = [0], threading.Event()
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def sample():  # every 5 ms until the child is gone
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+            done.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        err += f"\ntimed out after {timeout} s"
+    wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    result = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
+    return result, wall, peak[0] / MIB, err
+
+
+# ---------------------------------------------------------------- metrics
+
+def metrics(workload, runs):
+    """runs: {variant: record} for one system in one round -> {metric: value}."""
+    r = runs.get("")
+    if workload == "W1":
+        return {"whole jobs/s": r["jobs"] / r["wall_secs"], "in-process jobs/s": r["jobs_per_sec"],
+                "all-process peak MiB": r["all_peak_mib"], "master peak MiB": r["master_peak_rss_mib"]}
+    if workload == "W1-prefetch1":
+        return {"in-process jobs/s": r["jobs_per_sec"], "whole jobs/s": r["jobs"] / r["wall_secs"]}
+    if workload == "W2":
+        t1, t2 = runs["1 worker"]["secs"], runs["2 workers"]["secs"]
+        return {"T1 s": t1, "T2 s": t2, "efficiency T1/(2*T2)": t1 / (2 * t2)}
+    if workload == "W3":
+        return {"wall ms": r["wall_secs"] * 1000, "in-process ms": r["secs"] * 1000}
+    if workload == "W4":
+        return {"in-process jobs/s": r["jobs_per_sec"], "master peak MiB": r["master_peak_rss_mib"],
+                "all-process peak MiB": r["all_peak_mib"]}
+    if workload == "Payload":
+        return {"GiB/s": r["jobs"] * r["payload_bytes"] / r["secs"] / 2**30,
+                "all-process peak MiB": r["all_peak_mib"], "master peak MiB": r["master_peak_rss_mib"]}
+
+
+def fmt(v):
+    if v is None:
+        return "—"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+
+
+def git_state():
+    """Short HEAD, plus a warning when sources outside bench/ are modified."""
+    git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout
+    dirty = [l for l in git("status", "--porcelain").splitlines() if not l[3:].startswith("bench/")]
+    return git("rev-parse", "--short", "HEAD").strip() + (f" with {len(dirty)} uncommitted change(s)" if dirty else "")
+
+
+def summarize(records, args, argv, elapsed):
+    # per[workload][system][round][variant] = record
+    per = {}
+    for rec in records:
+        if rec.get("error"):
+            continue
+        per.setdefault(rec["workload"], {}).setdefault(rec["system"], {}) \
+           .setdefault(rec["round"], {})[rec["variant"]] = rec
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    out = ["# conductor peer benchmark", "",
+           f"- command: `python3 {shlex.join(argv)}` (rounds: {args.rounds}, quick: {args.quick}, took {elapsed:.0f} s)",
+           f"- machine: {os.cpu_count()} CPUs (nproc), {cpu}, {mem / 2**20:.1f} GiB RAM, "
+           f"Linux {platform.release()}, Python {platform.python_version()}",
+           f"- conductor binary: `{CONDUCTOR.relative_to(ROOT)}` built "
+           f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(CONDUCTOR.stat().st_mtime))}, "
+           f"repo at {git_state()}",
+           "- values are medians over rounds; `conductor / system` ratios are computed per round "
+           "(paired), then the median is taken. For jobs/s, GiB/s and efficiency >1 favours conductor; "
+           "for times and memory <1 favours conductor.",
+           "- all-process peak = max over 5 ms samples of the summed RSS of the command and all its "
+           "descendants (pages shared between processes count once per process; runs shorter than "
+           "a few samples, e.g. W3, are under-sampled).",
+           "- okanjo-conductor 3.0 rows are quoted from the issue (it is not on the npm registry), "
+           "not measured here.", ""]
+    failures = [r for r in records if r.get("error")]
+    if failures:
+        out += ["**Failed runs:**", ""] + [
+            f"- {r['workload']} {r['variant']} {r['system']} round {r['round']}: `{r['error']}`"
+            for r in failures] + [""]
+    order = dict.fromkeys((w, tuple(s)) for w, _, s, _ in workloads(args.quick))  # W2 once
+    for workload, systems in order:
+        by_sys = {s: {rnd: metrics(workload, v) for rnd, v in per.get(workload, {}).get(s, {}).items()
+                      if workload != "W2" or len(v) == 2} for s in systems}
+        by_sys = {s: rounds for s, rounds in by_sys.items() if rounds}
+        if not by_sys:
+            continue
+        names = list(next(iter(next(iter(by_sys.values())).values())).keys())
+        cond = by_sys.get("conductor", {})
+        show_ratio = len(by_sys) > 1
+        head = ["system"] + names + ([f"conductor/system {n}" for n in names] if show_ratio else [])
+        out += [f"## {workload}\n", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for s, rounds in by_sys.items():
+            med = [statistics.median(m[n] for m in rounds.values()) for n in names]
+            ratios = []
+            if show_ratio:
+                for n in names:
+                    paired = [cond[r][n] / m[n] for r, m in rounds.items() if r in cond and m[n]]
+                    ratios.append(statistics.median(paired) if paired else None)
+            out.append("| " + " | ".join([s] + [fmt(v) for v in med] + [fmt(v) for v in ratios]) + " |")
+        if workload in OKANJO:
+            q = OKANJO[workload]
+            row = ["okanjo-conductor 3.0 (quoted)"] + [fmt(q.get(n)) for n in names]
+            out.append("| " + " | ".join(row + ["—"] * (len(head) - len(row))) + " |")
+        out.append("")
+    out += ["## Commands (one per run)", ""]
+    for workload, variant, systems, kw in workloads(args.quick):
+        for s in systems:
+            cmd = shlex.join(command(s, **kw)).replace(sys.executable, "python3")
+            out.append(f"- {workload} {variant} {s}: `{cmd.replace(str(ROOT) + '/', '')}`")
+    (RESULTS / "summary.md").write_text("\n".join(out) + "\n")
+
+
+# ---------------------------------------------------------------- main
+
+def build():
+    """Build the procspawn peer; build the conductor example only if missing.
+    -j 1: the benchmark machine has 2 cores that others share."""
+    subprocess.run(["cargo", "build", "--release", "-j", "1", "--manifest-path",
+                    str(BENCH / "procspawn/Cargo.toml")], check=True)
+    if not CONDUCTOR.exists():
+        subprocess.run(["cargo", "build", "--release", "-j", "1", "--example", "throughput"],
+                       cwd=ROOT, check=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="conductor peer benchmark")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="1 round, W1 with 20,000 jobs")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds = 1
+    build()
+    RESULTS.mkdir(exist_ok=True)
+    raw = open(RESULTS / "raw.jsonl", "w")
+    records, t0 = [], time.perf_counter()
+    for rnd in range(1, args.rounds + 1):
+        for workload, variant, systems, kw in workloads(args.quick):
+            for system in systems:
+                result, wall, peak, err = run_one(command(system, **kw))
+                rec = {"workload": workload, "variant": variant, "round": rnd, "system": system,
+                       **(result or {}), "wall_secs": round(wall, 6), "all_peak_mib": round(peak, 1)}
+                if result is None:
+                    rec["error"] = (err.strip().splitlines() or ["no output"])[-1][:300]
+                records.append(rec)
+                raw.write(json.dumps(rec) + "\n")
+                raw.flush()
+                print(f"[{time.perf_counter() - t0:6.1f}s] round {rnd} {workload} {variant} {system}: "
+                      + (rec.get("error") or f"wall {wall:.3f}s, in-process {rec['secs']:.3f}s, "
+                         f"{rec['jobs_per_sec']:,.0f} jobs/s, all-proc peak {peak:.1f} MiB"), flush=True)
+    raw.close()
+    elapsed = time.perf_counter() - t0
+    summarize(records, args, sys.argv, elapsed)
+    chart.draw(RESULTS / "raw.jsonl", RESULTS / "w1.svg")
+    print(f"done in {elapsed:.0f} s: {RESULTS / 'summary.md'}, {RESULTS / 'w1.svg'}")
+
+
+if __name__ == "__main__":
+    main()
