@@ -150,8 +150,12 @@ impl<J> Ledger<J> {
     ) -> Option<Settled<J>> {
         let queue = self.workers.get_mut(&worker)?;
         // Workers answer in order, so the match is almost always at the front.
-        let position = queue.jobs.iter().position(|f| f.job.id == id)?;
-        let InFlight { job, .. } = queue.jobs.remove(position)?;
+        let InFlight { job, .. } = if queue.jobs.front().is_some_and(|f| f.job.id == id) {
+            queue.jobs.pop_front()?
+        } else {
+            let position = queue.jobs.iter().position(|f| f.job.id == id)?;
+            queue.jobs.remove(position)?
+        };
         queue.last_progress = Some(now);
         if queue.jobs.is_empty() {
             queue.isolating = false;

@@ -295,6 +295,15 @@ impl JobQueue {
         }
     }
 
+    /// Whether every job received has been handed out.
+    pub fn is_empty(&self) -> bool {
+        match self.frames.len() {
+            0 => true,
+            1 => self.offset >= self.frames[0].len(),
+            _ => false,
+        }
+    }
+
     /// The next job's id and encoded bytes, valid until the next call.
     pub fn pop(&mut self) -> Option<Result<(u64, &[u8]), ProtocolError>> {
         // Frames are dropped here rather than when their last job is handed out,

@@ -42,6 +42,8 @@ pub(crate) const RESULT_LINGER: Duration = Duration::from_millis(2);
 /// A result batch is sent as soon as it holds this many bytes.
 const RESULT_FLUSH_BYTES: usize = 256 << 10;
 const NO_JOB: u64 = u64::MAX;
+/// How many jobs may run back to back before the job thread looks for messages.
+const INBOX_CHECK_EVERY: u32 = 32;
 
 /// What the role dispatch hands to a worker: its channel and the type it was asked for.
 pub struct WorkerBoot {
@@ -228,9 +230,16 @@ async fn job_loop<W: JobWorker>(
     let mut messages: VecDeque<Message> = VecDeque::new();
     let mut stopping = false;
     let mut output = Vec::new();
+    let mut since_inbox_check = 0u32;
     loop {
-        while let Ok(item) = inbox.try_recv() {
-            accept(item, &mut jobs, &mut messages, &mut stopping);
+        // Messages are taken between jobs, but looking for them after every tiny job
+        // would cost more than the job: look every few jobs, and whenever idle.
+        since_inbox_check += 1;
+        if since_inbox_check >= INBOX_CHECK_EVERY || jobs.is_empty() {
+            since_inbox_check = 0;
+            while let Ok(item) = inbox.try_recv() {
+                accept(item, &mut jobs, &mut messages, &mut stopping);
+            }
         }
         if let Some(message) = messages.pop_front() {
             let cmd = message.cmd().to_string();
