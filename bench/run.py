@@ -65,20 +65,30 @@ def workloads(quick):
 
 # ---------------------------------------------------------------- measuring
 
-def tree_rss_bytes(pid):
-    """Summed RSS of pid and all its descendants, from /proc."""
-    total, todo = 0, [pid]
+def tree_memory_bytes(pid):
+    """Summed RSS and PSS of pid and all its descendants, from /proc.
+
+    RSS counts pages shared between processes (the executable, libc) once per
+    process; PSS splits them between the processes that share them.
+    """
+    rss = pss = 0
+    todo = [pid]
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE
+                rss += int(f.read().split()[1]) * PAGE
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+                        break
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo.extend(int(c) for c in f.read().split())
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass  # the process ended while we looked
-    return total
+    return rss, pss
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -86,13 +96,14 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 def run_one(cmd, timeout=900):
     """Run cmd; return (json dict or None, wall secs, all-process peak MiB, stderr)."""
-    peak, done = [0], threading.Event()
+    peak, peak_pss, done = [0], [0], threading.Event()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def sample():  # every 5 ms until the child is gone
         while not done.is_set():
-            peak[0] = max(peak[0], tree_rss_bytes(proc.pid))
+            rss, pss = tree_memory_bytes(proc.pid)
+            peak[0], peak_pss[0] = max(peak[0], rss), max(peak_pss[0], pss)
             done.wait(0.005)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -108,6 +119,8 @@ def run_one(cmd, timeout=900):
     sampler.join()
     lines = [l for l in out.splitlines() if l.startswith("{")]
     result = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
+    if result is not None:
+        result["all_peak_pss_mib"] = peak_pss[0] / MIB
     return result, wall, peak[0] / MIB, err
 
 
@@ -118,7 +131,8 @@ def metrics(workload, runs):
     r = runs.get("")
     if workload == "W1":
         return {"whole jobs/s": r["jobs"] / r["wall_secs"], "in-process jobs/s": r["jobs_per_sec"],
-                "all-process peak MiB": r["all_peak_mib"], "master peak MiB": r["master_peak_rss_mib"]}
+                "all-process peak MiB": r["all_peak_mib"], "all-process peak PSS MiB": r.get("all_peak_pss_mib"),
+                "master peak MiB": r["master_peak_rss_mib"]}
     if workload == "W1-prefetch1":
         return {"in-process jobs/s": r["jobs_per_sec"], "whole jobs/s": r["jobs"] / r["wall_secs"]}
     if workload == "W2":
@@ -128,7 +142,7 @@ def metrics(workload, runs):
         return {"wall ms": r["wall_secs"] * 1000, "in-process ms": r["secs"] * 1000}
     if workload == "W4":
         return {"in-process jobs/s": r["jobs_per_sec"], "master peak MiB": r["master_peak_rss_mib"],
-                "all-process peak MiB": r["all_peak_mib"]}
+                "all-process peak MiB": r["all_peak_mib"], "all-process peak PSS MiB": r.get("all_peak_pss_mib")}
     if workload == "Payload":
         return {"GiB/s": r["jobs"] * r["payload_bytes"] / r["secs"] / 2**30,
                 "all-process peak MiB": r["all_peak_mib"], "master peak MiB": r["master_peak_rss_mib"]}
