@@ -65,27 +65,36 @@ def workloads(quick):
 
 # ---------------------------------------------------------------- measuring
 
-def tree_memory_bytes(pid):
-    """Summed RSS and PSS of pid and all its descendants, from /proc.
-
-    RSS counts pages shared between processes (the executable, libc) once per
-    process; PSS splits them between the processes that share them.
-    """
-    rss = pss = 0
-    todo = [pid]
+def tree_pids(pid):
+    """pid and all its descendants, from /proc."""
+    pids, todo = [], [pid]
     while todo:
         p = todo.pop()
+        pids.append(p)
         try:
-            with open(f"/proc/{p}/statm") as f:
-                rss += int(f.read().split()[1]) * PAGE
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
-                        break
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as f:
                     todo.extend(int(c) for c in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass  # the process ended while we looked
+    return pids
+
+
+def tree_memory_bytes(pid, with_pss):
+    """Summed RSS (and PSS when asked) of pid and all its descendants.
+
+    RSS counts pages shared between processes (the executable, libc) once per
+    process; PSS splits them between the processes that share them. PSS costs
+    the kernel a page-table walk, so it is read less often.
+    """
+    rss = pss = 0
+    for p in tree_pids(pid):
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                rss += int(f.read().split()[1]) * PAGE
+            if with_pss:
+                with open(f"/proc/{p}/smaps_rollup") as f:
+                    pss += next((int(l.split()[1]) * 1024 for l in f if l.startswith("Pss:")), 0)
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass  # the process ended while we looked
     return rss, pss
@@ -100,10 +109,12 @@ def run_one(cmd, timeout=900):
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def sample():  # every 5 ms until the child is gone
+    def sample():  # RSS every 5 ms, PSS every 25 ms (and first), until the child is gone
+        n = 0
         while not done.is_set():
-            rss, pss = tree_memory_bytes(proc.pid)
+            rss, pss = tree_memory_bytes(proc.pid, with_pss=n % 5 == 0)
             peak[0], peak_pss[0] = max(peak[0], rss), max(peak_pss[0], pss)
+            n += 1
             done.wait(0.005)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -183,7 +194,7 @@ def summarize(records, args, argv, elapsed):
            "- values are medians over rounds; `conductor / system` ratios are computed per round "
            "(paired), then the median is taken. For jobs/s, GiB/s and efficiency >1 favours conductor; "
            "for times and memory <1 favours conductor.",
-           "- all-process peak = max over 5 ms samples of the summed RSS of the command and all its "
+           "- all-process peak = max over 5 ms samples of the summed RSS (PSS: every 25 ms) of the command and all its "
            "descendants (pages shared between processes count once per process; runs shorter than "
            "a few samples, e.g. W3, are under-sampled).",
            "- okanjo-conductor 3.0 rows are quoted from the issue (it is not on the npm registry), "

@@ -140,7 +140,9 @@ where
         self
     }
 
-    /// How long a new worker may take to start and shake hands (default 30 s).
+    /// How long a new worker may take to start and run its `init` (default 30 s); it
+    /// takes jobs only after `init` succeeds, so a slow `init` never counts against
+    /// [`Conductor::job_timeout`].
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.settings.startup_timeout = timeout;
         self
