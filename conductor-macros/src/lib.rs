@@ -22,6 +22,9 @@ mod main_attr;
 mod parse;
 mod worker;
 
+#[cfg(test)]
+mod test_util;
+
 use proc_macro::TokenStream;
 
 /// Registers a worker under a type name.

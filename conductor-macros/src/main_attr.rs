@@ -160,27 +160,12 @@ fn fallback_fn(func: ItemFn) -> TokenStream {
 mod tests {
     use super::*;
     use quote::ToTokens;
-    use syn::LitStr;
 
     fn run(args: TokenStream, item: TokenStream) -> syn::File {
-        let output = expand(args, item);
-        match syn::parse2::<syn::File>(output.clone()) {
-            Ok(file) => file,
-            Err(err) => panic!("output does not parse ({err}):\n{output}"),
-        }
+        crate::test_util::parse_output(expand(args, item))
     }
 
-    fn errors(file: &syn::File) -> Vec<String> {
-        file.items
-            .iter()
-            .filter_map(|item| match item {
-                Item::Macro(m) if m.mac.path.segments.last()?.ident == "compile_error" => {
-                    Some(m.mac.parse_body::<LitStr>().expect("message").value())
-                }
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::test_util::errors;
 
     fn the_fn(file: &syn::File) -> &ItemFn {
         let mut fns = file.items.iter().filter_map(|item| match item {

@@ -494,25 +494,10 @@ mod tests {
 
     /// Runs the macro and parses its output, which must always be valid Rust.
     fn run(args: TokenStream, item: TokenStream) -> syn::File {
-        let output = expand(args, item);
-        match syn::parse2::<syn::File>(output.clone()) {
-            Ok(file) => file,
-            Err(err) => panic!("output does not parse ({err}):\n{output}"),
-        }
+        crate::test_util::parse_output(expand(args, item))
     }
 
-    /// The messages of all `compile_error!` invocations in the output.
-    fn errors(file: &syn::File) -> Vec<String> {
-        file.items
-            .iter()
-            .filter_map(|item| match item {
-                Item::Macro(m) if m.mac.path.segments.last()?.ident == "compile_error" => {
-                    Some(m.mac.parse_body::<LitStr>().expect("message").value())
-                }
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::test_util::errors;
 
     fn single_error(args: TokenStream, item: TokenStream) -> String {
         let file = run(args, item);

@@ -208,12 +208,7 @@ where
     {
         let encoded: Result<HashMap<Vec<u8>, Vec<u8>>, Error> = entries
             .into_iter()
-            .map(|(k, v)| {
-                Ok((
-                    lookup::encode("a lookup key", &k)?,
-                    lookup::encode("a lookup value", &v)?,
-                ))
-            })
+            .map(|(k, v)| lookup::encode_entry(&k, &v))
             .collect();
         match encoded {
             Ok(table) => self.shared.lookups.insert_table(name.into(), table),

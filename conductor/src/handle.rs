@@ -225,8 +225,7 @@ impl ConductorHandle {
         key: &K,
         value: &V,
     ) -> Result<(), Error> {
-        let key = lookup::encode("a lookup key", key)?;
-        let value = lookup::encode("a lookup value", value)?;
+        let (key, value) = lookup::encode_entry(key, value)?;
         self.shared.lookups.set(table, key, value);
         Ok(())
     }

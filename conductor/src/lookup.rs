@@ -71,6 +71,17 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     postcard::to_allocvec(value).map_err(|e| Error::codec(what, e))
 }
 
+/// Encodes one table entry.
+pub(crate) fn encode_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(
+    key: &K,
+    value: &V,
+) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    Ok((
+        encode("a lookup key", key)?,
+        encode("a lookup value", value)?,
+    ))
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, Error> {
     postcard::from_bytes(bytes).map_err(|e| Error::codec(what, e))
 }

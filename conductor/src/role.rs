@@ -25,6 +25,7 @@ pub(crate) fn dispatch_role() {
     std::env::remove_var(ENV_WORKER_TYPE);
     std::env::remove_var(ENV_CHANNEL_FD);
     let worker_type = worker_type.to_string_lossy().into_owned();
+    name_process_after_program();
     let Some(channel) = fd
         .ok()
         .and_then(|fd| fd.parse::<RawFd>().ok())
@@ -45,6 +46,24 @@ pub(crate) fn dispatch_role() {
         worker_type,
     });
     std::process::exit(code);
+}
+
+/// Masters start workers through /proc/self/exe, so the kernel names them "exe";
+/// give them the program's name back, for `ps`, `top` and `pgrep`.
+fn name_process_after_program() {
+    #[cfg(target_os = "linux")]
+    {
+        let Some(arg0) = std::env::args_os().next() else {
+            return;
+        };
+        let Some(name) = std::path::Path::new(&arg0).file_name() else {
+            return;
+        };
+        let mut bytes: Vec<u8> = name.as_encoded_bytes().iter().copied().take(15).collect();
+        bytes.push(0);
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+        unsafe { libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0) };
+    }
 }
 
 /// Takes ownership of the inherited channel and keeps it from leaking into programs

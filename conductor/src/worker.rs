@@ -197,8 +197,7 @@ impl Worker {
         key: &K,
         value: &V,
     ) -> Result<(), Error> {
-        let key = lookup::encode("a lookup key", key)?;
-        let value = lookup::encode("a lookup value", value)?;
+        let (key, value) = lookup::encode_entry(key, value)?;
         let reply = self
             .shared
             .request(Request::SetLookup {
