@@ -1,6 +1,6 @@
 //! [`Conductor`]: the builder a master configures and runs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
@@ -256,7 +256,7 @@ where
         ));
         Ok(Running {
             events,
-            buffered: VecDeque::new(),
+            buffered: Vec::new().into_iter(),
             handle,
             task,
         })

@@ -761,7 +761,9 @@ where
         if self.pending_events.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.pending_events);
+        // The next batch will likely be as large: spare it the regrowth.
+        let capacity = self.pending_events.len();
+        let batch = std::mem::replace(&mut self.pending_events, Vec::with_capacity(capacity));
         let Some(events) = &self.events else { return };
         if events.send(batch).await.is_err() {
             // Nobody listens any more: stop producing events.

@@ -1,7 +1,5 @@
 //! A conductor that has started: its events, its handle, and its end.
 
-use std::collections::VecDeque;
-
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -62,7 +60,8 @@ pub struct WorkerExit {
 /// `None`, then take the report with [`Running::wait`].
 pub struct Running<J, O> {
     pub(crate) events: mpsc::Receiver<Vec<Event<J, O>>>,
-    pub(crate) buffered: VecDeque<Event<J, O>>,
+    /// The batch being handed out, one event at a time, without copying it.
+    pub(crate) buffered: std::vec::IntoIter<Event<J, O>>,
     pub(crate) handle: ConductorHandle,
     pub(crate) task: JoinHandle<Result<Report<J>, Error>>,
 }
@@ -71,11 +70,11 @@ impl<J, O> Running<J, O> {
     /// The next event, or `None` when the run has ended.
     pub async fn next_event(&mut self) -> Option<Event<J, O>> {
         loop {
-            if let Some(event) = self.buffered.pop_front() {
+            if let Some(event) = self.buffered.next() {
                 return Some(event);
             }
             let batch = self.events.recv().await?;
-            self.buffered.extend(batch);
+            self.buffered = batch.into_iter();
         }
     }
 
@@ -87,7 +86,7 @@ impl<J, O> Running<J, O> {
     /// Waits for the end of the run and returns its report. Events not read yet are
     /// dropped (messages among them get error replies).
     pub async fn wait(mut self) -> Result<Report<J>, Error> {
-        self.buffered.clear();
+        self.buffered = Vec::new().into_iter();
         self.events.close();
         while self.events.recv().await.is_some() {}
         match self.task.await {
