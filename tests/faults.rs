@@ -91,7 +91,7 @@ impl JobWorker for SlowStart {
     type Output = u32;
 
     async fn init(_worker: &Worker) -> anyhow::Result<Self> {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(2000)).await;
         Ok(SlowStart)
     }
 
@@ -273,7 +273,7 @@ async fn a_stuck_job_times_out_and_its_worker_is_replaced() {
     let (events, report) = events_and_report(
         Conductor::<u32, u32>::new("sleepy")
             .worker_limit(2)
-            .job_timeout(Duration::from_millis(300))
+            .job_timeout(Duration::from_millis(1500))
             .max_attempts(2)
             .jobs(0..20)
             .start()
@@ -284,12 +284,13 @@ async fn a_stuck_job_times_out_and_its_worker_is_replaced() {
     let failure = &report.failures()[0];
     assert_eq!((failure.job, failure.attempts), (3, 2));
     assert!(
-        failure.error.contains("timed out after 300ms"),
+        failure.error.contains("timed out after 1.5s"),
         "{}",
         failure.error
     );
+    // Two kills for job 3; a busy machine might time out an innocent job once more.
     let crashes = crashes(&events);
-    assert_eq!(crashes.len(), 2, "{crashes:?}");
+    assert!(crashes.len() >= 2, "{crashes:?}");
     assert!(crashes
         .iter()
         .all(|c| c.signal == Some(libc::SIGKILL) && c.reason.contains("timed out")));
@@ -380,7 +381,7 @@ async fn a_bye_with_jobs_in_flight_is_a_crash_not_a_hang() {
 async fn a_slow_init_counts_against_start_up_not_against_jobs() {
     let report = Conductor::<u32, u32>::new("slow_start")
         .worker_limit(2)
-        .job_timeout(Duration::from_millis(200))
+        .job_timeout(Duration::from_millis(1000))
         .jobs(0..10)
         .run()
         .await
