@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -185,7 +185,10 @@ pub fn decode_control<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Protocol
 
 /// Builds one frame that carries many jobs or many results.
 pub struct BatchWriter {
-    buf: BytesMut,
+    /// Fully initialized, so values can be serialized straight into it; only the
+    /// first `used` bytes belong to the frame.
+    buf: Vec<u8>,
+    used: usize,
     count: usize,
 }
 
@@ -201,9 +204,71 @@ impl BatchWriter {
     }
 
     fn with_kind(kind: u8, capacity: usize) -> Self {
-        let mut buf = BytesMut::with_capacity(capacity.max(16));
-        buf.put_slice(&[0, 0, 0, 0, kind]);
-        BatchWriter { buf, count: 0 }
+        let mut buf = vec![0; capacity.max(64)];
+        buf[4] = kind;
+        BatchWriter {
+            buf,
+            used: 5,
+            count: 0,
+        }
+    }
+
+    /// Makes room for `extra` more bytes; new room is zeroed once, when it grows.
+    fn reserve(&mut self, extra: usize) {
+        let needed = self.used + extra;
+        if needed > self.buf.len() {
+            self.buf.resize(needed.max(self.buf.len() * 2), 0);
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        self.reserve(bytes.len());
+        self.buf[self.used..self.used + bytes.len()].copy_from_slice(bytes);
+        self.used += bytes.len();
+    }
+
+    /// Appends an entry header and `value` serialized in place. A value too large
+    /// for a frame of `max_frame` bytes is taken back out and refused with the
+    /// reason, naming it as `what`.
+    fn push_encoded<T: Serialize + ?Sized>(
+        &mut self,
+        header: &[u8],
+        value: &T,
+        what: &str,
+        max_frame: usize,
+    ) -> Result<(), String> {
+        let limit = max_frame.saturating_sub(64);
+        let start = self.used;
+        self.put(header);
+        self.put(&[0; 4]);
+        let body = self.used;
+        self.reserve(64);
+        // Small values are written straight into the initialized room; a value that
+        // does not fit is appended through the Vec's writer instead, which grows the
+        // buffer without zeroing it first (large payloads stay one copy).
+        let outcome = match postcard::to_slice(value, &mut self.buf[body..]) {
+            Ok(written) => Ok(written.len()),
+            Err(postcard::Error::SerializeBufferFull) => {
+                self.buf.truncate(body);
+                let appended = postcard::to_io(value, &mut self.buf).map(drop);
+                appended.map(|()| self.buf.len() - body)
+            }
+            Err(e) => Err(e),
+        };
+        let refusal = match outcome {
+            Ok(len) if len <= limit => {
+                self.buf[body - 4..body].copy_from_slice(&(len as u32).to_le_bytes());
+                self.used = body + len;
+                self.count += 1;
+                return Ok(());
+            }
+            Ok(len) => {
+                format!("the {what} of {len} bytes exceeds the frame limit of {max_frame} bytes")
+            }
+            Err(e) => format!("could not encode the {what}: {e}"),
+        };
+        self.used = start;
+        Err(refusal)
     }
 
     /// Appends a job serialized in place; a job too large for a frame of `max_frame`
@@ -214,41 +279,34 @@ impl BatchWriter {
         job: &J,
         max_frame: usize,
     ) -> Result<(), String> {
-        let limit = max_frame.saturating_sub(64);
-        let start = self.buf.len();
-        self.buf.put_u64_le(id);
-        self.buf.put_u32_le(0);
-        let encoded = postcard::to_io(job, (&mut self.buf).writer()).map(drop);
-        let len = self.buf.len() - start - 12;
-        let refusal = match encoded {
-            Err(e) => Some(format!("could not encode the job: {e}")),
-            Ok(_) if len > limit => Some(format!(
-                "the job of {len} bytes exceeds the frame limit of {max_frame} bytes"
-            )),
-            Ok(_) => None,
-        };
-        if let Some(reason) = refusal {
-            self.buf.truncate(start);
-            return Err(reason);
-        }
-        self.buf[start + 8..start + 12].copy_from_slice(&(len as u32).to_le_bytes());
-        self.count += 1;
-        Ok(())
+        self.push_encoded(&id.to_le_bytes(), job, "job", max_frame)
+    }
+
+    /// Appends a job's output serialized in place, or refuses it like a job.
+    pub fn push_output_encoded<O: Serialize>(
+        &mut self,
+        id: u64,
+        output: &O,
+        max_frame: usize,
+    ) -> Result<(), String> {
+        let mut header = [1u8; 9];
+        header[..8].copy_from_slice(&id.to_le_bytes());
+        self.push_encoded(&header, output, "output", max_frame)
     }
 
     #[cfg(test)]
     pub fn push_job(&mut self, id: u64, payload: &[u8]) {
-        self.buf.put_u64_le(id);
-        self.buf.put_u32_le(payload.len() as u32);
-        self.buf.put_slice(payload);
+        self.put(&id.to_le_bytes());
+        self.put(&(payload.len() as u32).to_le_bytes());
+        self.put(payload);
         self.count += 1;
     }
 
     pub fn push_result(&mut self, id: u64, ok: bool, payload: &[u8]) {
-        self.buf.put_u64_le(id);
-        self.buf.put_u8(ok as u8);
-        self.buf.put_u32_le(payload.len() as u32);
-        self.buf.put_slice(payload);
+        self.put(&id.to_le_bytes());
+        self.put(&[ok as u8]);
+        self.put(&(payload.len() as u32).to_le_bytes());
+        self.put(payload);
         self.count += 1;
     }
 
@@ -258,25 +316,26 @@ impl BatchWriter {
 
     /// Bytes of the frame's body so far: what the frame limit applies to.
     pub fn body_len(&self) -> usize {
-        self.buf.len() - 4
+        self.used - 4
     }
 
     /// Removes the last entry, which began at byte `len`.
     pub fn take_back(&mut self, len: usize) {
-        self.buf.truncate(len);
+        self.used = len;
         self.count -= 1;
     }
 
     /// Bytes the frame holds so far, header included.
     pub fn byte_len(&self) -> usize {
-        self.buf.len()
+        self.used
     }
 
     /// Seals the frame: the returned bytes are ready to write to the channel.
     pub fn finish(mut self) -> Bytes {
-        let len = (self.buf.len() - 4) as u32;
+        let len = (self.used - 4) as u32;
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
-        self.buf.freeze()
+        self.buf.truncate(self.used);
+        Bytes::from(self.buf)
     }
 }
 

@@ -229,7 +229,6 @@ async fn job_loop<W: JobWorker>(
     let mut jobs = JobQueue::default();
     let mut messages: VecDeque<Message> = VecDeque::new();
     let mut stopping = false;
-    let mut output = Vec::new();
     let mut since_inbox_check = 0u32;
     loop {
         // Messages are taken between jobs, but looking for them after every tiny job
@@ -255,7 +254,7 @@ async fn job_loop<W: JobWorker>(
                 Ok((id, payload)) => (id, postcard::from_bytes::<W::Job>(payload)),
                 Err(e) => shared.protocol_failure(&e.to_string()),
             };
-            if let Some(failure) = run_job(&mut state, &worker, id, decoded, &mut output).await {
+            if let Some(failure) = run_job(&mut state, &worker, id, decoded).await {
                 if crash_on_error {
                     shared.flush_results();
                     shared.crash(format!("job {id} failed: {failure}"));
@@ -293,7 +292,6 @@ async fn run_job<W: JobWorker>(
     worker: &Worker,
     id: u64,
     decoded: Result<W::Job, postcard::Error>,
-    output: &mut Vec<u8>,
 ) -> Option<String> {
     let shared = &worker.shared;
     let job = match decoded {
@@ -303,7 +301,7 @@ async fn run_job<W: JobWorker>(
                 "could not decode the job as `{}`: {e}",
                 std::any::type_name::<W::Job>()
             );
-            let _ = shared.finish_job(id, Err(&error));
+            shared.finish_failure(id, &error);
             return Some(error);
         }
     };
@@ -311,24 +309,14 @@ async fn run_job<W: JobWorker>(
     let outcome = catch_panic(state.process(job, worker)).await;
     shared.current_job.store(NO_JOB, Ordering::Relaxed);
     let error = match outcome {
-        Ok(Ok(value)) => {
-            output.clear();
-            match postcard::to_extend(&value, std::mem::take(output)) {
-                Ok(encoded) => {
-                    *output = encoded;
-                    match shared.finish_job(id, Ok(output)) {
-                        Ok(()) => return None,
-                        Err(error) => error,
-                    }
-                }
-                Err(e) => format!("could not encode the output: {e}"),
-            }
-        }
+        Ok(Ok(value)) => match shared.finish_output(id, &value) {
+            Ok(()) => return None,
+            Err(error) => error,
+        },
         Ok(Err(e)) => format!("{e:#}"),
         Err(panic) => format!("job panicked: {panic}"),
     };
-    // The output slot may have been consumed by a failed encoding.
-    let _ = shared.finish_job(id, Err(&error));
+    shared.finish_failure(id, &error);
     Some(error)
 }
 
@@ -445,37 +433,48 @@ fn flush_loop(shared: &WorkerShared) {
 }
 
 impl WorkerShared {
-    /// Buffers a job's result; an output too large for a frame becomes the job's error.
-    fn finish_job(&self, id: u64, outcome: Result<&[u8], &str>) -> Result<(), String> {
-        let limit = self.max_frame.saturating_sub(32);
-        if let Ok(output) = outcome {
-            if output.len() > limit {
-                return Err(format!(
-                    "the output of {} bytes exceeds the frame limit of {} bytes",
-                    output.len(),
-                    self.max_frame
-                ));
-            }
-        }
-        let (ok, payload) = match outcome {
-            Ok(output) => (true, output),
-            Err(error) => (false, error.as_bytes()),
-        };
-        let payload = &payload[..payload.len().min(limit)];
-        self.stats.job_finished(ok);
+    /// Serializes a job's output straight into the result batch. An output too large
+    /// for a frame is refused with the reason, to be sent as the job's error.
+    fn finish_output<O: serde::Serialize>(&self, id: u64, output: &O) -> Result<(), String> {
         let mut results = self.lock_results();
-        if results.batch.byte_len() + payload.len() + 32 > self.max_frame {
+        let before = results.batch.byte_len();
+        results
+            .batch
+            .push_output_encoded(id, output, self.max_frame)?;
+        if results.batch.body_len() > self.max_frame {
+            // It fits in a frame of its own: send the others first.
+            results.batch.take_back(before);
+            self.flush_locked(&mut results);
+            results
+                .batch
+                .push_output_encoded(id, output, self.max_frame)?;
+        }
+        self.stats.job_finished(true);
+        self.after_push(&mut results);
+        Ok(())
+    }
+
+    /// Buffers a failed job's error message.
+    fn finish_failure(&self, id: u64, error: &str) {
+        let error = &error.as_bytes()[..error.len().min(self.max_frame.saturating_sub(64))];
+        let mut results = self.lock_results();
+        if results.batch.body_len() + error.len() + 13 > self.max_frame {
             self.flush_locked(&mut results);
         }
-        results.batch.push_result(id, ok, payload);
+        results.batch.push_result(id, false, error);
+        self.stats.job_finished(false);
+        self.after_push(&mut results);
+    }
+
+    /// Wakes the flusher for a batch's first result; sends a batch that grew large.
+    fn after_push(&self, results: &mut MutexGuard<'_, ResultBuffer>) {
         if results.first_at.is_none() {
             results.first_at = Some(Instant::now());
             self.results_waiting.notify_one();
         }
         if results.batch.byte_len() >= RESULT_FLUSH_BYTES {
-            self.flush_locked(&mut results);
+            self.flush_locked(results);
         }
-        Ok(())
     }
 
     pub(crate) fn flush_results(&self) {
