@@ -144,6 +144,16 @@ fn outputs<J, O: Clone>(events: &[Event<J, O>]) -> BTreeMap<u64, O> {
     outputs
 }
 
+fn stats_reports<J, O>(events: &[Event<J, O>]) -> Vec<conductor::StatsReport> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Stats(report) => Some(report.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn every_job_runs_once_and_its_output_comes_back() {
     let conductor = Conductor::<u64, u64>::new("square")
@@ -280,14 +290,7 @@ async fn stats_rounds_cover_every_live_worker() {
         .jobs(1..=200);
     let handle = conductor.handle();
     let run = collect(conductor.start().unwrap()).await;
-    let reports: Vec<_> = run
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Stats(report) => Some(report.clone()),
-            _ => None,
-        })
-        .collect();
+    let reports = stats_reports(&run.events);
     assert!(reports.len() >= 2, "{} reports", reports.len());
     assert!(reports.iter().any(|r| r.worker_count() == 2));
     for report in &reports {
@@ -321,14 +324,7 @@ async fn stopped_monitoring_sends_only_the_final_rolls() {
     )
     .await;
     assert!(outputs(&run.events).values().all(|monitoring| !monitoring));
-    let reports: Vec<_> = run
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Stats(report) => Some(report.clone()),
-            _ => None,
-        })
-        .collect();
+    let reports = stats_reports(&run.events);
     // 60 jobs of 10 ms span six intervals, yet only a roll sent before the first job
     // (on a slow start) and the final roll on exit arrive.
     assert!(!reports.is_empty() && reports.len() <= 3, "{reports:?}");
