@@ -110,6 +110,16 @@ fn byte_counter(job: Vec<u8>) -> anyhow::Result<usize> {
     Ok(job.len())
 }
 
+#[conductor::worker(type = "big_talker")]
+async fn big_talker(job: u32, worker: &Worker) -> anyhow::Result<u32> {
+    match job {
+        0 => worker.send("big", &vec![0u8; 100_000])?,
+        1 => drop(worker.lookup::<Vec<u8>, _>("blobs", &1u32).await?),
+        _ => {}
+    }
+    Ok(job)
+}
+
 #[conductor::worker(type = "long_jobs")]
 async fn long_jobs(_job: u32) -> anyhow::Result<u32> {
     println!("WORKER_PID {}", std::process::id());
@@ -242,6 +252,10 @@ async fn a_crash_loop_ends_the_run_with_a_clear_error() {
         .await
         .unwrap_err();
     assert!(error.is_crash_loop());
+    assert!(
+        error.failures::<u32>().is_empty(),
+        "a failed init is blamed on no job"
+    );
     let message = error.to_string();
     assert!(
         message.starts_with("crash loop: 4 workers in a row died"),
@@ -404,6 +418,35 @@ async fn a_run_dropped_midway_takes_its_workers_down() {
     }
     assert!(!handle.is_processing());
     assert!(handle.workers().is_empty());
+}
+
+#[tokio::test]
+async fn messages_too_large_for_a_frame_fail_where_they_are_sent() {
+    let conductor = Conductor::<u32, u32>::new("big_talker")
+        .worker_limit(1)
+        .max_frame_bytes(64 << 10)
+        .lookup_table("blobs", [(1u32, vec![0u8; 100_000])])
+        .jobs(0..3);
+    let handle = conductor.handle();
+    let report = conductor.run().await.unwrap();
+    assert_eq!(
+        (report.completed(), report.failed(), report.worker_crashes()),
+        (1, 2, 0)
+    );
+    for failure in report.failures() {
+        assert!(
+            failure
+                .error
+                .contains("exceeds the frame limit of 65536 bytes"),
+            "{}",
+            failure.error
+        );
+    }
+    let refused = handle.broadcast("big", &vec![0u8; 100_000]).unwrap_err();
+    assert!(
+        refused.to_string().contains("exceeds the frame limit"),
+        "{refused}"
+    );
 }
 
 /// Runs as a master in a child process for the orphan test below.

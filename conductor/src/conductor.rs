@@ -174,6 +174,10 @@ where
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
         // Frame lengths travel as u32.
         self.settings.max_frame_bytes = bytes.clamp(1024, u32::MAX as usize);
+        self.shared.max_frame.store(
+            self.settings.max_frame_bytes,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self
     }
 

@@ -14,7 +14,8 @@ use crate::report::JobFailure;
 #[derive(Debug)]
 pub(crate) struct EncodedFailure {
     pub id: u64,
-    pub job: Bytes,
+    /// `None` when the job could not be encoded.
+    pub job: Option<Bytes>,
     pub error: String,
     pub attempts: u32,
 }
@@ -187,20 +188,22 @@ impl Error {
         }
     }
 
-    /// The jobs that failed for good before a run ended in error, decoded as the
-    /// conductor's job type. With [`Error::not_run`] and the completed count in the
+    /// The jobs that failed for good before a run ended in error, with the job decoded
+    /// as the conductor's job type (`None` for a job that could not be encoded, which
+    /// is then its error). With [`Error::not_run`] and the completed count in the
     /// message, every submitted job is accounted for.
-    pub fn failures<J: DeserializeOwned>(&self) -> Result<Vec<JobFailure<J>>, Error> {
+    pub fn failures<J: DeserializeOwned>(&self) -> Vec<JobFailure<Option<J>>> {
         self.0
             .failures
             .iter()
-            .map(|f| {
-                Ok(JobFailure {
-                    id: f.id,
-                    job: postcard::from_bytes(&f.job).map_err(|e| Error::codec("a job", e))?,
-                    error: f.error.clone(),
-                    attempts: f.attempts,
-                })
+            .map(|f| JobFailure {
+                id: f.id,
+                job: f
+                    .job
+                    .as_ref()
+                    .and_then(|bytes| postcard::from_bytes(bytes).ok()),
+                error: f.error.clone(),
+                attempts: f.attempts,
             })
             .collect()
     }

@@ -5,7 +5,7 @@
 //! task or a signal handler without waiting behind a busy run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub worker_type: String,
     pub lookups: LookupStore,
     pub processing: AtomicBool,
+    /// The frame limit, so messages too large for a frame fail where they are sent.
+    pub max_frame: AtomicUsize,
     pub last_stats: Mutex<Option<StatsReport>>,
     /// Live workers (handshake done, not exited), by id.
     pub links: Mutex<BTreeMap<u64, WorkerLink>>,
@@ -56,6 +58,7 @@ impl Shared {
             worker_type,
             lookups: LookupStore::default(),
             processing: AtomicBool::new(false),
+            max_frame: AtomicUsize::new(crate::protocol::DEFAULT_MAX_FRAME_BYTES),
             last_stats: Mutex::new(None),
             links: Mutex::new(BTreeMap::new()),
             commands,
@@ -151,7 +154,7 @@ impl ConductorHandle {
         cmd: &str,
         data: &T,
     ) -> Result<(), Error> {
-        let frame = message_frame(cmd, data, None)?;
+        let frame = message_frame(&self.shared, cmd, data, None)?;
         self.shared
             .link(worker_id)?
             .send(frame)
@@ -160,7 +163,7 @@ impl ConductorHandle {
 
     /// Sends a custom command to every live worker; returns how many got it.
     pub fn broadcast<T: Serialize + ?Sized>(&self, cmd: &str, data: &T) -> Result<usize, Error> {
-        let frame = message_frame(cmd, data, None)?;
+        let frame = message_frame(&self.shared, cmd, data, None)?;
         let links = self.shared.lock_links();
         Ok(links
             .values()
@@ -183,7 +186,7 @@ impl ConductorHandle {
         self.shared
             .lock_pending()
             .insert(request_id, (worker_id, tx));
-        let sent = link.send(message_frame(cmd, data, Some(request_id))?);
+        let sent = link.send(message_frame(&self.shared, cmd, data, Some(request_id))?);
         if sent.is_err() {
             self.shared.lock_pending().remove(&request_id);
             return Err(Error::disconnected(format!(
@@ -258,16 +261,33 @@ impl ConductorHandle {
 }
 
 fn message_frame<T: Serialize + ?Sized>(
+    shared: &Shared,
     cmd: &str,
     data: &T,
     request_id: Option<u64>,
 ) -> Result<Bytes, Error> {
     let data = lookup::encode("a message payload", data)?;
-    Ok(control_frame(&ToWorker::Message {
+    let frame = control_frame(&ToWorker::Message {
         cmd: cmd.to_string(),
         data,
         request_id,
-    }))
+    });
+    fits_in_frame(
+        "the message",
+        frame.len() - 4,
+        shared.max_frame.load(Ordering::Relaxed),
+    )?;
+    Ok(frame)
+}
+
+/// Refuses, where it is sent, a message that the other side would refuse as too large.
+pub(crate) fn fits_in_frame(what: &str, len: usize, max_frame: usize) -> Result<(), Error> {
+    if len > max_frame {
+        return Err(Error::usage(format!(
+            "{what} of {len} bytes exceeds the frame limit of {max_frame} bytes"
+        )));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for ConductorHandle {

@@ -59,6 +59,8 @@ pub(crate) struct Settings {
 const ABORT_GRACE: Duration = Duration::from_secs(2);
 /// How often deadlines (job timeouts, start-up, shutdown) are checked.
 const TICK: Duration = Duration::from_millis(50);
+/// How long the master waits before trying again to start a worker that failed to start.
+const SPAWN_RETRY: Duration = Duration::from_millis(200);
 /// How long the master waits for a dead worker's last frames.
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
@@ -134,6 +136,7 @@ pub(crate) struct Master<J, O> {
     workers_started: u64,
     worker_crashes: u64,
     round_robin: usize,
+    spawn_retry_at: Option<Instant>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -176,6 +179,7 @@ where
             workers_started: 0,
             worker_crashes: 0,
             round_robin: 0,
+            spawn_retry_at: None,
             _output: PhantomData,
         };
         let started = Instant::now();
@@ -284,17 +288,22 @@ where
         } else {
             self.settings.worker_limit.min(self.ledger.outstanding())
         };
-        for _ in alive..desired {
+        if self.spawn_retry_at.is_some_and(|at| Instant::now() < at) {
+            return;
+        }
+        for up in alive..desired {
             if let Err(e) = self.spawn_worker().await {
                 log!(self, error, "could not start a worker: {e}");
-                // With other workers up, try again on the next turn of the loop; with
-                // none, nothing would ever run.
-                if alive == 0 {
+                // With other workers up, try again a little later; with none, nothing
+                // would ever run.
+                if up == 0 {
                     self.fail(e);
                 }
+                self.spawn_retry_at = Some(Instant::now() + SPAWN_RETRY);
                 return;
             }
         }
+        self.spawn_retry_at = None;
     }
 
     async fn spawn_worker(&mut self) -> Result<(), Error> {
@@ -799,7 +808,7 @@ where
                     Ok(bytes) => not_run_encoded.push((j.id, bytes)),
                     Err(e) => failures.push(EncodedFailure {
                         id: j.id,
-                        job: Bytes::new(),
+                        job: None,
                         error: format!("could not encode the job: {e}"),
                         attempts: j.attempts,
                     }),
@@ -808,7 +817,7 @@ where
             for f in std::mem::take(&mut self.failures) {
                 failures.push(EncodedFailure {
                     id: f.id,
-                    job: encode(&f.job).unwrap_or_default(),
+                    job: encode(&f.job).ok(),
                     error: f.error,
                     attempts: f.attempts,
                 });
@@ -951,7 +960,19 @@ fn serve_request(
     };
     match request {
         Request::Lookup { table, key } => {
-            reply(shared.lookups.get(&table, &key).map(lookup::encode_reply));
+            let max_frame = shared.max_frame.load(Ordering::Relaxed);
+            let found = shared.lookups.get(&table, &key).and_then(|value| {
+                // A value the worker could not receive is an error for it, not a crash.
+                let reply = lookup::encode_reply(value);
+                match reply.len() + 64 > max_frame {
+                    true => Err(format!(
+                        "the value of {} bytes in lookup table `{table}` exceeds the frame limit of {max_frame} bytes",
+                        reply.len() - 1
+                    )),
+                    false => Ok(reply),
+                }
+            });
+            reply(found);
             None
         }
         Request::SetLookup { table, key, value } => {

@@ -238,11 +238,12 @@ impl BatchWriter {
         max_frame: usize,
     ) -> Result<(), String> {
         let limit = max_frame.saturating_sub(64);
+        // `used` moves only once the value is in, so a `Serialize` that panics or
+        // fails leaves the frame as it was.
         let start = self.used;
-        self.put(header);
-        self.put(&[0; 4]);
-        let body = self.used;
-        self.reserve(64);
+        let body = start + header.len() + 4;
+        self.reserve(header.len() + 4 + 64);
+        self.buf[start..body - 4].copy_from_slice(header);
         // Small values are written straight into the initialized room; a value that
         // does not fit is appended through the Vec's writer instead, which grows the
         // buffer without zeroing it first (large payloads stay one copy).
@@ -267,7 +268,9 @@ impl BatchWriter {
             }
             Err(e) => format!("could not encode the {what}: {e}"),
         };
-        self.used = start;
+        // A refused value may have grown the buffer far past what the frame needs.
+        let keep = self.buf.len().min(start + 4096);
+        self.buf.truncate(keep);
         Err(refusal)
     }
 
@@ -335,6 +338,9 @@ impl BatchWriter {
         let len = (self.used - 4) as u32;
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
         self.buf.truncate(self.used);
+        if self.buf.capacity() > 2 * self.used + 4096 {
+            self.buf.shrink_to_fit();
+        }
         Bytes::from(self.buf)
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::Error;
+use crate::handle::fits_in_frame;
 use crate::lookup;
 use crate::message::{decode_reply, Message};
 use crate::protocol::{Request, ToMaster};
@@ -139,6 +140,11 @@ impl Worker {
     /// Sends a custom command to the master without waiting for an answer.
     pub fn send<T: Serialize + ?Sized>(&self, cmd: &str, data: &T) -> Result<(), Error> {
         let data = lookup::encode("a message payload", data)?;
+        fits_in_frame(
+            "the message",
+            data.len() + cmd.len() + 64,
+            self.shared.max_frame,
+        )?;
         let request = Request::Message {
             cmd: cmd.to_string(),
             data,
@@ -158,6 +164,11 @@ impl Worker {
         data: &T,
     ) -> Result<R, Error> {
         let data = lookup::encode("a message payload", data)?;
+        fits_in_frame(
+            "the message",
+            data.len() + cmd.len() + 64,
+            self.shared.max_frame,
+        )?;
         let reply = self
             .shared
             .request(Request::Message {
@@ -198,6 +209,11 @@ impl Worker {
         value: &V,
     ) -> Result<(), Error> {
         let (key, value) = lookup::encode_entry(key, value)?;
+        fits_in_frame(
+            "the lookup entry",
+            key.len() + value.len() + table.len() + 64,
+            self.shared.max_frame,
+        )?;
         let reply = self
             .shared
             .request(Request::SetLookup {

@@ -59,7 +59,7 @@ pub(crate) struct WorkerShared {
     pub stats: StatsBook,
     pub monitoring: AtomicBool,
     logging: bool,
-    max_frame: usize,
+    pub max_frame: usize,
     writer: Mutex<UnixStream>,
     pending: Mutex<HashMap<u64, oneshot::Sender<ReplyResult>>>,
     next_request: AtomicU64,
@@ -528,8 +528,20 @@ impl WorkerShared {
             NO_JOB => None,
             id => Some(id),
         };
-        self.send_control(&ToMaster::Crash { reason, job });
+        // The reason must fit in a frame, whatever the error text.
+        let mut reason = reason;
+        let room = self.max_frame.saturating_sub(256);
+        if reason.len() > room {
+            let mut cut = room;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
         let _ = std::io::stdout().flush();
+        // Exit holding the channel, so no other thread starts a frame it cannot finish.
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writer.write_all(&control_frame(&ToMaster::Crash { reason, job }));
         std::process::exit(EXIT_CRASHED)
     }
 
