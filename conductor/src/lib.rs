@@ -6,7 +6,7 @@
 //! shared lookup tables, aggregates their statistics, survives their crashes, and
 //! ends when every job is accounted for.
 //!
-//! ```no_run
+//! ```
 //! #[conductor::worker(type = "my_math_processor")]
 //! async fn square(job: u64, w: &conductor::Worker) -> anyhow::Result<u64> {
 //!     println!("Worker {}, Job {} => the square is {}", w.id(), job, job * job);
