@@ -139,16 +139,7 @@ impl Worker {
 
     /// Sends a custom command to the master without waiting for an answer.
     pub fn send<T: Serialize + ?Sized>(&self, cmd: &str, data: &T) -> Result<(), Error> {
-        let data = lookup::encode("a message payload", data)?;
-        fits_in_frame(
-            "the message",
-            data.len() + cmd.len() + 64,
-            self.shared.max_frame,
-        )?;
-        let request = Request::Message {
-            cmd: cmd.to_string(),
-            data,
-        };
+        let request = self.message(cmd, data)?;
         self.shared.send_control(&ToMaster::Request {
             request_id: None,
             request,
@@ -163,20 +154,22 @@ impl Worker {
         cmd: &str,
         data: &T,
     ) -> Result<R, Error> {
+        let reply = self.shared.request(self.message(cmd, data)?).await?;
+        decode_reply(reply)
+    }
+
+    /// A custom command as a request, refused here if it could not fit in a frame.
+    fn message<T: Serialize + ?Sized>(&self, cmd: &str, data: &T) -> Result<Request, Error> {
         let data = lookup::encode("a message payload", data)?;
         fits_in_frame(
             "the message",
             data.len() + cmd.len() + 64,
             self.shared.max_frame,
         )?;
-        let reply = self
-            .shared
-            .request(Request::Message {
-                cmd: cmd.to_string(),
-                data,
-            })
-            .await?;
-        decode_reply(reply)
+        Ok(Request::Message {
+            cmd: cmd.to_string(),
+            data,
+        })
     }
 
     /// Reads `key` from the master's lookup table `table`.
