@@ -25,6 +25,7 @@ ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 CONDUCTOR = ROOT / "target/release/examples/throughput"
 PROCSPAWN = BENCH / "procspawn/target/release/procspawn-bench"
+RAW = BENCH / "procspawn/target/release/raw-roundtrip"
 PEERS = BENCH / "python/peers.py"
 
 PY_SYSTEMS = ["ppe1", "ppe1000", "poolmap1", "imap1000"]
@@ -44,6 +45,8 @@ def command(system, jobs, workers, work_us=0, payload=0, extra=()):
         return [str(CONDUCTOR), *flags]
     if system == "procspawn-pool":
         return [str(PROCSPAWN), *flags]
+    if system == "raw-roundtrip":
+        return [str(RAW), *flags]
     return [sys.executable, str(PEERS), "--system", system.removeprefix("python-"), *flags]
 
 
@@ -52,7 +55,8 @@ def workloads(quick):
     w1_jobs = 20_000 if quick else 100_000
     return [
         ("W1", "", ALL, dict(jobs=w1_jobs, workers=2)),
-        ("W1-prefetch1", "", ["conductor"],
+        # The raw baseline ignores --prefetch: it always has one job in flight per worker.
+        ("W1-prefetch1", "", ["conductor", "raw-roundtrip"],
          dict(jobs=100_000, workers=2, extra=("--prefetch", "1"))),
         ("W2", "1 worker", ALL, dict(jobs=200, workers=1, work_us=10_000)),
         ("W2", "2 workers", ALL, dict(jobs=200, workers=2, work_us=10_000)),
