@@ -30,7 +30,7 @@ pub(crate) enum Command {
 }
 
 /// The sending side of one worker's channel.
-pub(crate) type WorkerLink = mpsc::UnboundedSender<Bytes>;
+pub(crate) type WorkerLink = Arc<crate::link::Link>;
 
 type ReplySender = oneshot::Sender<ReplyResult>;
 

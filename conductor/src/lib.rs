@@ -87,6 +87,7 @@ mod error;
 mod handle;
 mod jobs;
 mod ledger;
+mod link;
 mod lookup;
 mod master;
 mod message;

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::io::AsyncWriteExt;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
@@ -26,6 +25,7 @@ use crate::error::{EncodedFailure, Error, Kind};
 use crate::handle::{Command, Shared, WorkerLink};
 use crate::jobs::Jobs;
 use crate::ledger::{Blame, Failure, Ledger, Settled};
+use crate::link::Link;
 use crate::lookup;
 use crate::message::{Message, Responder};
 use crate::process;
@@ -314,7 +314,7 @@ where
             .map_err(|e| Error::new(Kind::Spawn(e)))?;
         self.workers_started += 1;
         let (read, write) = spawned.channel.into_split();
-        let (link, outbox) = mpsc::unbounded_channel::<Bytes>();
+        let link = Link::start(write);
         let config = WorkerConfig {
             protocol: PROTOCOL_VERSION,
             worker_type: self.settings.worker_type.clone(),
@@ -328,7 +328,6 @@ where
             crash_on_job_error: self.settings.crash_on_job_error,
         };
         let _ = link.send(control_frame(&ToWorker::Config(config)));
-        tokio::spawn(write_frames(write, outbox));
         let reader = tokio::spawn(read_frames(
             worker_id,
             read,
@@ -599,6 +598,7 @@ where
         let Some(slot) = self.workers.remove(&worker_id) else {
             return;
         };
+        slot.link.close();
         self.shared.forget_worker(worker_id);
         let (code, signal) = match &status {
             Ok(status) => (status.code(), status.signal()),
@@ -846,6 +846,7 @@ impl<J, O> Drop for Master<J, O> {
     fn drop(&mut self) {
         for (worker_id, slot) in &self.workers {
             slot.kill.notify_one();
+            slot.link.close();
             self.shared.forget_worker(*worker_id);
         }
         self.shared.processing.store(false, Ordering::Relaxed);
@@ -856,16 +857,6 @@ async fn pull_stream<J>(source: &mut Option<Jobs<J>>, max: usize, into: &mut Vec
     match source {
         Some(jobs) => jobs.pull_ready(max.max(1), into).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Writes frames to one worker, in order, until the link is dropped.
-async fn write_frames(mut write: OwnedWriteHalf, mut outbox: mpsc::UnboundedReceiver<Bytes>) {
-    while let Some(frame) = outbox.recv().await {
-        if write.write_all(&frame).await.is_err() {
-            // The worker is gone; its exit is reported by its waiter.
-            return;
-        }
     }
 }
 
