@@ -115,6 +115,29 @@ impl JobWorker for Chatty {
     }
 }
 
+/// How many times the init hook ran in this worker process.
+static INIT_RUNS: AtomicU64 = AtomicU64::new(0);
+
+fn count_init(_worker: &Worker) -> anyhow::Result<()> {
+    INIT_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Answers which worker ran it and how often its process ran the init hook.
+#[conductor::worker(type = "recycled", init = count_init)]
+fn recycled(_job: u32, worker: &Worker) -> anyhow::Result<(u64, u64)> {
+    Ok((worker.id(), INIT_RUNS.load(Ordering::SeqCst)))
+}
+
+fn refuse_to_start(_worker: &Worker) -> anyhow::Result<()> {
+    anyhow::bail!("the licence server is down")
+}
+
+#[conductor::worker(type = "never_starts", init = refuse_to_start)]
+fn never_starts(job: u32) -> anyhow::Result<u32> {
+    Ok(job)
+}
+
 /// Every event of a run, and its report.
 struct Collected<J, O> {
     events: Vec<Event<J, O>>,
@@ -611,4 +634,88 @@ async fn an_empty_source_ends_without_starting_workers() {
         .await
         .unwrap();
     assert_eq!((report.submitted(), report.workers_started()), (0, 0));
+}
+
+#[tokio::test]
+async fn workers_are_recycled_after_max_jobs_and_each_runs_its_init_once() {
+    let running = Conductor::<u32, (u64, u64)>::new("recycled")
+        .worker_limit(2)
+        .max_jobs_per_worker(7)
+        .jobs(0..100)
+        .start()
+        .unwrap();
+    let Collected { events, report } = collect(running).await;
+    assert!(report.all_completed(), "{report:?}");
+    assert_eq!(report.worker_crashes(), 0);
+    let outputs = outputs(&events);
+    assert_eq!(outputs.len(), 100);
+    let mut per_worker: BTreeMap<u64, u64> = BTreeMap::new();
+    for (worker_id, init_runs) in outputs.values() {
+        assert_eq!(*init_runs, 1, "the init hook runs once per process, first");
+        *per_worker.entry(*worker_id).or_default() += 1;
+    }
+    assert!(
+        per_worker.values().all(|&jobs| jobs <= 7),
+        "a worker ran more than 7 jobs: {per_worker:?}"
+    );
+    assert!(per_worker.len() >= 15, "{per_worker:?}");
+    // A replacement may start just as the source runs dry, and get nothing.
+    assert!(report.workers_started() >= per_worker.len() as u64);
+}
+
+#[tokio::test]
+async fn a_failing_init_hook_is_a_crash_loop_that_names_its_error() {
+    let error = Conductor::<u32, u32>::new("never_starts")
+        .worker_limit(1)
+        .crash_loop_limit(3)
+        .jobs(0..10)
+        .run()
+        .await
+        .expect_err("no worker can start");
+    assert!(error.is_crash_loop(), "{error}");
+    assert!(
+        error.to_string().contains("the licence server is down"),
+        "{error}"
+    );
+    // Nothing ran: what was pulled and what was not add up to every job.
+    let mut rest = error
+        .take_unsubmitted::<u32>()
+        .expect("the rest of the source");
+    let mut unpulled = 0;
+    while rest.next().await.is_some() {
+        unpulled += 1;
+    }
+    assert_eq!(error.not_run_count() + unpulled, 10);
+}
+
+#[tokio::test]
+async fn shutdown_finishes_jobs_in_flight_and_reports_the_rest() {
+    let mut running = Conductor::<u32, u32>::new("slow")
+        .worker_limit(2)
+        .prefetch(1)
+        .handle_signals(false)
+        .jobs(0..1000)
+        .start()
+        .unwrap();
+    let mut completed = BTreeSet::new();
+    while let Some(event) = running.next_event().await {
+        if let Event::Output(output) = event {
+            completed.insert(output.id);
+            if completed.len() == 5 {
+                running.handle().shutdown();
+            }
+        }
+    }
+    let report = running.wait().await.unwrap();
+    assert_eq!(report.interrupted(), Some(conductor::Interrupt::Shutdown));
+    assert!(!report.aborted());
+    assert_eq!(report.exit_code(), 130);
+    assert_eq!(report.failed(), 0);
+    assert_eq!(report.completed(), completed.len() as u64);
+    // With one job in flight per worker, at most those two finish after the call.
+    assert!(completed.len() <= 5 + 2, "{}", completed.len());
+    assert_eq!(
+        report.completed() + report.not_run().len() as u64,
+        report.submitted()
+    );
 }

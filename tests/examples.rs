@@ -1,17 +1,12 @@
 //! Every example is a real program: run each one and check what it prints.
 
-use std::path::PathBuf;
 use std::process::Command;
+
+mod common;
 
 /// Runs an example binary that `cargo test` built next to this test.
 fn run_example(name: &str) -> String {
-    let mut path: PathBuf = std::env::current_exe().expect("the test binary has a path");
-    path.pop();
-    if path.ends_with("deps") {
-        path.pop();
-    }
-    path.push("examples");
-    path.push(name);
+    let path = common::example_path(name);
     let output = Command::new(&path).output().unwrap_or_else(|e| {
         panic!(
             "cannot run {}: {e} (build it with `cargo test` or `cargo build --examples`)",

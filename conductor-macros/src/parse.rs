@@ -3,10 +3,10 @@
 use proc_macro2::{Span, TokenStream, TokenTree};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
-use syn::{Error, Ident, LitStr, Result, Token};
+use syn::{Error, Ident, LitStr, Path, Result, Token};
 
 /// Listed in every key error so the user sees the whole vocabulary at once.
-const WORKER_KEYS: &str = "valid keys: `type`";
+const WORKER_KEYS: &str = "valid keys: `type`, `init`";
 
 /// The form every worker argument error points back to.
 const WORKER_FORM: &str = "#[conductor::worker(type = \"my_worker\")]";
@@ -16,11 +16,14 @@ pub(crate) struct WorkerArgs {
     /// Kept as the literal, not a `String`, so later diagnostics (and the
     /// duplicate-registration guard) can point at the user's text.
     pub(crate) type_name: LitStr,
+    /// `init = path`: a function run once per worker process before its first job.
+    pub(crate) init: Option<Path>,
 }
 
 impl Parse for WorkerArgs {
     fn parse(input: ParseStream) -> Result<Self> {
         let mut type_name: Option<LitStr> = None;
+        let mut init: Option<Path> = None;
 
         while !input.is_empty() {
             // `type` is a Rust keyword, so it cannot be a `custom_keyword!`;
@@ -35,6 +38,28 @@ impl Parse for WorkerArgs {
                     ));
                 }
                 type_name = Some(value);
+            } else if input.peek(Ident) && input.fork().parse::<Ident>()? == "init" {
+                let key: Ident = input.parse()?;
+                if init.is_some() {
+                    return Err(Error::new(
+                        key.span(),
+                        format!("duplicate key `init`; {WORKER_KEYS}"),
+                    ));
+                }
+                if !input.peek(Token![=]) {
+                    return Err(Error::new(
+                        key.span(),
+                        "expected `= path::to::function` after `init`",
+                    ));
+                }
+                input.parse::<Token![=]>()?;
+                init = Some(input.parse::<Path>().map_err(|e| {
+                    Error::new(
+                        e.span(),
+                        "`init` must name a function: `init = my_setup` where \
+                         `fn my_setup(worker: &conductor::Worker) -> Result<(), E>`",
+                    )
+                })?);
             } else if input.peek(Ident::peek_any) {
                 // `parse_any` so that keys which happen to be keywords (`fn`,
                 // `struct`, ...) get the same helpful message.
@@ -59,7 +84,7 @@ impl Parse for WorkerArgs {
         }
 
         match type_name {
-            Some(type_name) => Ok(WorkerArgs { type_name }),
+            Some(type_name) => Ok(WorkerArgs { type_name, init }),
             // An empty argument list has no tokens to point at; the call site is
             // the attribute itself, which is exactly what needs editing.
             None => Err(Error::new(

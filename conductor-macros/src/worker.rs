@@ -74,9 +74,20 @@ impl Target {
 
     fn expand(&self, args: &WorkerArgs) -> TokenStream {
         let guard = duplicate_guard(&args.type_name);
-        let body = match self {
-            Target::Fn(worker) => worker.expand(&args.type_name),
-            Target::Impl(worker) => worker.expand(&args.type_name),
+        let body = match (self, &args.init) {
+            (Target::Fn(worker), init) => worker.expand(&args.type_name, init.as_ref()),
+            (Target::Impl(worker), None) => worker.expand(&args.type_name),
+            (Target::Impl(worker), Some(init)) => {
+                // Keep `T: NamedWorker` satisfied so this is the only error.
+                let named = worker.named_worker_impl(&args.type_name);
+                let err = Error::new_spanned(
+                    init,
+                    "`init` is for function workers; a `JobWorker` impl does its \
+                     set-up in `JobWorker::init`",
+                )
+                .to_compile_error();
+                quote!(#err #named)
+            }
         };
         quote!(#guard #body)
     }
@@ -211,7 +222,7 @@ impl FnWorker {
         })
     }
 
-    fn expand(&self, type_name: &LitStr) -> TokenStream {
+    fn expand(&self, type_name: &LitStr, init: Option<&syn::Path>) -> TokenStream {
         let FnWorker {
             ident,
             is_async,
@@ -251,6 +262,13 @@ impl FnWorker {
             ::conductor::__private::JobReturn::into_job_result
         };
         let submit = submit(&worker_struct.to_token_stream(), type_name);
+        let init_param = Ident::new("worker", Span::mixed_site());
+        // The hook's errors point at the path the user wrote.
+        let run_init = init.map(|init| {
+            quote_spanned! {init.span()=>
+                ::conductor::__private::JobReturn::into_job_result(#init(#init_param))?;
+            }
+        });
 
         quote! {
             #[allow(
@@ -271,8 +289,10 @@ impl FnWorker {
                     type Output = #output;
 
                     async fn init(
-                        _: &::conductor::Worker,
+                        #init_param: &::conductor::Worker,
                     ) -> ::conductor::__private::anyhow::Result<Self> {
+                        let _ = #init_param;
+                        #run_init
                         ::core::result::Result::Ok(Self)
                     }
 

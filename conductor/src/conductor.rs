@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use crate::dispatch::DispatchSettings;
 use crate::error::Error;
 use crate::handle::{Command, ConductorHandle, Shared};
 use crate::jobs::Jobs;
+use crate::journal::{self, Journal, KeyFn};
 use crate::lookup;
 use crate::master::{Master, Settings};
 use crate::protocol::DEFAULT_MAX_FRAME_BYTES;
@@ -41,6 +43,8 @@ pub struct Conductor<J, O> {
     settings: Settings,
     source: Jobs<J>,
     setup_error: Option<Error>,
+    journal: Option<PathBuf>,
+    job_key: Option<KeyFn<J>>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     _output: PhantomData<fn() -> O>,
@@ -72,9 +76,16 @@ where
                 crash_on_job_error: false,
                 crash_loop_limit: None,
                 stop_grace: Duration::from_secs(10),
+                handle_signals: true,
+                shutdown_grace: Duration::from_secs(30),
+                max_jobs_per_worker: None,
+                progress: true,
+                total_jobs: None,
             },
             source: Jobs::from_iterator(std::iter::empty()),
             setup_error: None,
+            journal: None,
+            job_key: None,
             shared,
             commands,
             _output: PhantomData,
@@ -202,6 +213,85 @@ where
         self
     }
 
+    /// Whether Ctrl-C and SIGTERM stop the run gracefully (default on): the first
+    /// stops handing out jobs and gives those in flight [`Conductor::shutdown_grace`]
+    /// to finish, then the run returns a report listing what did not run, with
+    /// [`Report::interrupted`] set; the second kills the workers at once; a third
+    /// does what the signal did before the run. The handlers are in place only while
+    /// a run is going. Off, the program's own handling stays as it is, and
+    /// [`ConductorHandle::shutdown`] does the same from code.
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.settings.handle_signals = on;
+        self
+    }
+
+    /// How long jobs in flight may run after the first Ctrl-C or SIGTERM before their
+    /// workers are killed and the jobs reported not run (default 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.settings.shutdown_grace = grace;
+        self
+    }
+
+    /// Replaces each worker process after it has run `jobs` jobs, for job code that
+    /// leaks (Python's `maxtasksperchild`). The replacement runs its `init` again.
+    /// The old worker finishes what it holds first, so for a moment one more process
+    /// than [`Conductor::worker_limit`] may be alive.
+    pub fn max_jobs_per_worker(mut self, jobs: u64) -> Self {
+        self.settings.max_jobs_per_worker = Some(jobs.max(1));
+        self
+    }
+
+    /// Whether to draw a progress bar on stderr (default on): done / total, failures,
+    /// jobs per second and ETA. It shows only when stderr is a terminal and
+    /// `CONDUCTOR_PROGRESS` is not `0`; while it shows, workers' output is printed
+    /// above it line by line. Needs the `progress` feature (on by default).
+    pub fn progress(mut self, on: bool) -> Self {
+        self.settings.progress = on;
+        self
+    }
+
+    /// How many jobs the source will give, for the progress bar's total and ETA when
+    /// the source cannot tell (a stream, or an iterator without an exact size).
+    pub fn total_jobs(mut self, total: u64) -> Self {
+        self.settings.total_jobs = Some(total);
+        self
+    }
+
+    /// Makes the run resumable: every finished job is appended to the journal at
+    /// `path` (created if missing), and jobs the journal shows completed are skipped,
+    /// so running the same program again after a crash or Ctrl-C does only what is
+    /// left. Jobs are told apart by [`Conductor::job_key`], or else by a stable hash
+    /// of their serialized bytes. Failed jobs are recorded but run again next time.
+    /// See [`Report::skipped`].
+    ///
+    /// ```no_run
+    /// # #[conductor::worker(type = "thumbnail")]
+    /// # fn thumbnail(path: String) -> anyhow::Result<u64> { Ok(path.len() as u64) }
+    /// # async fn demo(paths: Vec<String>) -> Result<(), conductor::Error> {
+    /// let report = conductor::Conductor::<String, u64>::new("thumbnail")
+    ///     .jobs(paths)
+    ///     .journal("thumbnails.journal")
+    ///     .job_key(|path| path.clone())
+    ///     .run()
+    ///     .await?;
+    /// println!("{} done now, {} done before", report.completed(), report.skipped());
+    /// # Ok(()) }
+    /// ```
+    pub fn journal(mut self, path: impl Into<PathBuf>) -> Self {
+        self.journal = Some(path.into());
+        self
+    }
+
+    /// The key that identifies a job in the journal across runs (a file name, a row
+    /// id). It must be the same for the same job in every run.
+    pub fn job_key<F>(mut self, key: F) -> Self
+    where
+        F: Fn(&J) -> String + Send + Sync + 'static,
+    {
+        self.job_key = Some(Arc::new(key));
+        self
+    }
+
     /// A named lookup table that workers read with [`crate::Worker::lookup`] (the
     /// seed's `lookups`). Replaces a table of the same name.
     pub fn lookup_table<K, V, I>(mut self, name: impl Into<String>, entries: I) -> Self
@@ -248,13 +338,14 @@ where
     pub fn start(self) -> Result<Running<J, O>, Error> {
         let (events_tx, events) = mpsc::channel(64);
         let handle = self.handle();
-        let (settings, shared, source, commands) = self.prepare()?;
+        let (settings, shared, source, journal, commands) = self.prepare()?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::usage("Conductor::start must be called inside a tokio runtime"))?;
         let task = runtime.spawn(Master::<J, O>::run(
             settings,
             shared,
             source,
+            journal,
             commands,
             Some(events_tx),
         ));
@@ -269,8 +360,8 @@ where
     /// Runs every job and returns the report; outputs are not kept (use
     /// [`Conductor::start`] to receive them as events).
     pub async fn run(self) -> Result<Report<J>, Error> {
-        let (settings, shared, source, commands) = self.prepare()?;
-        Master::<J, O>::run(settings, shared, source, commands, None).await
+        let (settings, shared, source, journal, commands) = self.prepare()?;
+        Master::<J, O>::run(settings, shared, source, journal, commands, None).await
     }
 
     #[allow(clippy::type_complexity)]
@@ -281,6 +372,7 @@ where
             Settings,
             Arc<Shared>,
             Jobs<J>,
+            Option<Journal<J>>,
             mpsc::UnboundedReceiver<Command>,
         ),
         Error,
@@ -291,7 +383,20 @@ where
         }
         let registration = registry::find(&self.settings.worker_type)?;
         registry::check_types::<J, O>(registration)?;
-        Ok((self.settings, self.shared, self.source, self.commands))
+        let journal = match self.journal {
+            Some(path) => {
+                let key = self.job_key.unwrap_or_else(journal::default_key);
+                Some(Journal::open(&path, key).map_err(|e| Error::journal(&path, e))?)
+            }
+            None => None,
+        };
+        Ok((
+            self.settings,
+            self.shared,
+            self.source,
+            journal,
+            self.commands,
+        ))
     }
 }
 

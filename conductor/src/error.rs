@@ -62,6 +62,11 @@ pub(crate) enum Kind {
         failed: u64,
     },
     Spawn(std::io::Error),
+    /// The journal of a resumable run could not be read or written.
+    Journal {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
     Codec {
         what: &'static str,
         message: String,
@@ -116,6 +121,13 @@ impl Error {
         Error::new(Kind::Disconnected(message.into()))
     }
 
+    pub(crate) fn journal(path: &std::path::Path, error: std::io::Error) -> Self {
+        Error::new(Kind::Journal {
+            path: path.to_path_buf(),
+            error,
+        })
+    }
+
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Error::new(Kind::Usage(message.into()))
     }
@@ -143,6 +155,11 @@ impl Error {
     /// A worker process could not be started.
     pub fn is_spawn(&self) -> bool {
         matches!(self.0.kind, Kind::Spawn(_))
+    }
+
+    /// The journal of a resumable run could not be read or written.
+    pub fn is_journal(&self) -> bool {
+        matches!(self.0.kind, Kind::Journal { .. })
     }
 
     /// A value could not be serialized or deserialized.
@@ -240,6 +257,7 @@ impl fmt::Display for Error {
                 self.0.not_run.len()
             ),
             Kind::Spawn(e) => write!(f, "could not start a worker process: {e}"),
+            Kind::Journal { path, error } => write!(f, "journal {}: {error}", path.display()),
             Kind::Codec { what, message } => write!(f, "could not encode or decode {what}: {message}"),
             Kind::Remote(message) => write!(f, "{message}"),
             Kind::Disconnected(message) => write!(f, "{message}"),
@@ -261,7 +279,7 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.0.kind {
-            Kind::Spawn(e) => Some(e),
+            Kind::Spawn(e) | Kind::Journal { error: e, .. } => Some(e),
             _ => None,
         }
     }

@@ -27,6 +27,7 @@ pub struct ConductorHandle {
 /// Requests from handles that only the run loop can carry out.
 pub(crate) enum Command {
     Abort,
+    Shutdown,
 }
 
 /// The sending side of one worker's channel.
@@ -205,6 +206,14 @@ impl ConductorHandle {
     /// not run. Does nothing once the run has ended.
     pub fn abort(&self) {
         let _ = self.shared.commands.send(Command::Abort);
+    }
+
+    /// Stops the run gracefully, as the first Ctrl-C does: no new jobs start, the jobs
+    /// in flight get [`crate::Conductor::shutdown_grace`] to finish, and the report
+    /// lists the rest as not run, with [`crate::Report::interrupted`] set. A second
+    /// call stops the workers at once.
+    pub fn shutdown(&self) {
+        let _ = self.shared.commands.send(Command::Shutdown);
     }
 
     /// Reads `key` from the lookup table `table` (the seed's `getLookupValue`).

@@ -52,6 +52,17 @@ impl<J> Jobs<J> {
         }
     }
 
+    /// How many jobs the source holds, when an iterator knows exactly.
+    pub(crate) fn exact_len(&self) -> Option<u64> {
+        match &self.inner {
+            Source::Iter(iter) => match iter.size_hint() {
+                (low, Some(high)) if low == high => Some(low as u64),
+                _ => None,
+            },
+            Source::Stream(_) => None,
+        }
+    }
+
     /// Whether jobs can be pulled without waiting (an iterator).
     pub(crate) fn is_sync(&self) -> bool {
         matches!(self.inner, Source::Iter(_))

@@ -135,6 +135,11 @@ impl<J> Ledger<J> {
         self.ready() + self.in_flight
     }
 
+    /// Jobs sent to workers and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
     pub fn in_flight_on(&self, worker: u64) -> usize {
         self.workers.get(&worker).map_or(0, |q| q.jobs.len())
     }

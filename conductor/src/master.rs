@@ -24,17 +24,20 @@ use crate::dispatch::{DispatchSettings, Pacer, MAX_BATCH_BYTES};
 use crate::error::{EncodedFailure, Error, Kind};
 use crate::handle::{Command, Shared, WorkerLink};
 use crate::jobs::Jobs;
+use crate::journal::Journal;
 use crate::ledger::{Blame, Failure, Ledger, Settled};
 use crate::link::Link;
 use crate::lookup;
 use crate::message::{Message, Responder};
 use crate::process;
+use crate::progress::Progress;
 use crate::protocol::{
     control_frame, decode_control, BatchWriter, Frame, FrameReader, Request, ResultsReader,
     StatsRoll, ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
 };
 use crate::report::{JobFailure, JobOutput, Report};
 use crate::running::{Event, WorkerCrash, WorkerExit};
+use crate::signals::{Interrupt, SignalWatch};
 use crate::stats::Aggregator;
 
 /// Everything a conductor was configured with.
@@ -53,6 +56,11 @@ pub(crate) struct Settings {
     pub crash_on_job_error: bool,
     pub crash_loop_limit: Option<u32>,
     pub stop_grace: Duration,
+    pub handle_signals: bool,
+    pub shutdown_grace: Duration,
+    pub max_jobs_per_worker: Option<u64>,
+    pub progress: bool,
+    pub total_jobs: Option<u64>,
 }
 
 /// How long aborted workers get to exit before they are killed.
@@ -104,6 +112,8 @@ struct WorkerSlot {
     link: WorkerLink,
     kill: Arc<Notify>,
     pacer: Pacer,
+    /// Jobs sent to it, for recycling after `max_jobs_per_worker`.
+    dispatched: u64,
     answers: u64,
     said_bye: bool,
     crash: Option<(String, Option<u64>)>,
@@ -113,6 +123,8 @@ struct WorkerSlot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     Running,
+    /// Interrupted: no new jobs; waiting until the deadline for those in flight.
+    Draining(Instant),
     Finishing(Instant),
     Aborting(Instant),
     Failed(Instant),
@@ -137,6 +149,11 @@ pub(crate) struct Master<J, O> {
     worker_crashes: u64,
     round_robin: usize,
     spawn_retry_at: Option<Instant>,
+    journal: Option<Journal<J>>,
+    progress: Progress,
+    signals: Option<SignalWatch>,
+    signals_handled: u32,
+    interrupted: Option<Interrupt>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -157,10 +174,23 @@ where
         settings: Settings,
         shared: Arc<Shared>,
         source: Jobs<J>,
+        journal: Option<Journal<J>>,
         mut commands: mpsc::UnboundedReceiver<Command>,
         events: Option<mpsc::Sender<Vec<Event<J, O>>>>,
     ) -> Result<Report<J>, Error> {
         let (worker_tx, mut worker_rx) = mpsc::unbounded_channel();
+        let signals = match settings.handle_signals {
+            true => SignalWatch::install()
+                .inspect_err(|e| {
+                    tracing::warn!("conductor cannot watch for Ctrl-C and SIGTERM: {e}");
+                })
+                .ok(),
+            false => None,
+        };
+        let progress = Progress::start(
+            settings.progress,
+            settings.total_jobs.or_else(|| source.exact_len()),
+        );
         let mut master = Master {
             ledger: Ledger::new(settings.max_attempts),
             settings,
@@ -180,6 +210,11 @@ where
             worker_crashes: 0,
             round_robin: 0,
             spawn_retry_at: None,
+            journal,
+            progress,
+            signals,
+            signals_handled: 0,
+            interrupted: None,
             _output: PhantomData,
         };
         let started = Instant::now();
@@ -195,18 +230,30 @@ where
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            master.check_signals();
             if master.phase == Phase::Running {
                 if let Some(jobs) = source.as_mut().filter(|s| s.is_sync()) {
-                    let ended = jobs.pull_now(master.wanted_jobs(), &mut pulled);
-                    master.accept_jobs(&mut pulled);
-                    if ended {
-                        source = None;
+                    // Jobs the journal skips leave room: pull until the room is filled.
+                    loop {
+                        let wanted = master.wanted_jobs();
+                        let ended = wanted > 0 && jobs.pull_now(wanted, &mut pulled);
+                        master.accept_jobs(&mut pulled);
+                        if ended {
+                            source = None;
+                            break;
+                        }
+                        if master.wanted_jobs() == 0 || wanted == 0 {
+                            break;
+                        }
                     }
                 }
                 master.maybe_finish(source.is_none());
                 master.spawn_workers(source.is_some()).await;
                 master.dispatch();
             }
+            master.maybe_end_drain();
+            master.write_journal();
+            master.show_progress();
             master.flush_events().await;
             if master.phase != Phase::Running && master.workers.is_empty() {
                 break;
@@ -228,6 +275,7 @@ where
                 }
                 Some(command) = commands.recv() => match command {
                     Command::Abort => master.abort(),
+                    Command::Shutdown => master.shutdown(Interrupt::Shutdown),
                 },
                 ended = pull_stream(&mut source, master.wanted_jobs(), &mut pulled), if want_stream && source.as_ref().is_some_and(|s| !s.is_sync()) => {
                     master.accept_jobs(&mut pulled);
@@ -257,6 +305,12 @@ where
 
     fn accept_jobs(&mut self, pulled: &mut Vec<J>) {
         for job in pulled.drain(..) {
+            if let Some(journal) = &mut self.journal {
+                // Done in an earlier run: it never enters this one.
+                if !journal.admit(&job, self.ledger.submitted()) {
+                    continue;
+                }
+            }
             self.ledger.submit(job);
         }
     }
@@ -267,6 +321,11 @@ where
             return;
         }
         log!(self, info, "all jobs are accounted for; stopping workers");
+        self.stop_workers();
+    }
+
+    /// Asks every worker to exit once it has answered what it holds.
+    fn stop_workers(&mut self) {
         self.phase = Phase::Finishing(Instant::now() + self.settings.stop_grace);
         let stop = control_frame(&ToWorker::Stop);
         for slot in self.workers.values_mut() {
@@ -309,10 +368,21 @@ where
     async fn spawn_worker(&mut self) -> Result<(), Error> {
         let worker_id = self.next_worker_id;
         self.next_worker_id += 1;
-        let spawned = process::spawn_worker(&self.settings.worker_type, &self.settings.worker_env)
-            .await
-            .map_err(|e| Error::new(Kind::Spawn(e)))?;
+        let capture_output = self.progress.is_visible();
+        let mut spawned = process::spawn_worker(
+            &self.settings.worker_type,
+            &self.settings.worker_env,
+            capture_output,
+        )
+        .await
+        .map_err(|e| Error::new(Kind::Spawn(e)))?;
         self.workers_started += 1;
+        if let Some(stdout) = spawned.child.stdout.take() {
+            tokio::spawn(forward_output(stdout, self.progress.clone(), false));
+        }
+        if let Some(stderr) = spawned.child.stderr.take() {
+            tokio::spawn(forward_output(stderr, self.progress.clone(), true));
+        }
         let (read, write) = spawned.channel.into_split();
         let link = Link::start(write);
         let config = WorkerConfig {
@@ -352,6 +422,7 @@ where
                 link,
                 kill,
                 pacer: Pacer::new(self.settings.dispatch),
+                dispatched: 0,
                 answers: 0,
                 said_bye: false,
                 crash: None,
@@ -379,10 +450,13 @@ where
         self.round_robin = self.round_robin.wrapping_add(1);
         for k in 0..ready.len() {
             let worker_id = ready[(self.round_robin + k) % ready.len()];
-            let Some(slot) = self.workers.get(&worker_id) else {
+            let Some(slot) = self.workers.get_mut(&worker_id) else {
                 continue;
             };
-            let room = slot.pacer.room(self.ledger.in_flight_on(worker_id));
+            let mut room = slot.pacer.room(self.ledger.in_flight_on(worker_id));
+            if let Some(limit) = self.settings.max_jobs_per_worker {
+                room = room.min(limit.saturating_sub(slot.dispatched) as usize);
+            }
             if room == 0 {
                 continue;
             }
@@ -399,9 +473,11 @@ where
             if sent > 0 {
                 let _ = slot.link.send(batch.finish());
             }
+            slot.dispatched += (sent + refused.len()) as u64;
             for failure in refused {
                 self.record_failure(failure);
             }
+            self.maybe_recycle(worker_id);
             if self.ledger.ready() == 0 {
                 break;
             }
@@ -529,6 +605,9 @@ where
             count += 1;
             match settled {
                 Settled::Completed { id } => {
+                    if let Some(journal) = &mut self.journal {
+                        journal.record(id, true);
+                    }
                     if let Some(output) = output {
                         self.pending_events.push(Event::Output(JobOutput {
                             id,
@@ -549,7 +628,31 @@ where
                         .observe(count, now.saturating_duration_since(started));
                 }
             }
+            self.maybe_recycle(worker_id);
         }
+    }
+
+    /// Stops a worker that has run its `max_jobs_per_worker` once it holds no more
+    /// jobs; a fresh one takes its place.
+    fn maybe_recycle(&mut self, worker_id: u64) {
+        let Some(limit) = self.settings.max_jobs_per_worker else {
+            return;
+        };
+        let idle = self.ledger.in_flight_on(worker_id) == 0;
+        let Some(slot) = self.workers.get_mut(&worker_id) else {
+            return;
+        };
+        if slot.state != SlotState::Ready || slot.dispatched < limit || !idle {
+            return;
+        }
+        slot.state = SlotState::Stopping;
+        let _ = slot.link.send(control_frame(&ToWorker::Stop));
+        log!(
+            self,
+            debug,
+            worker_id,
+            "worker ran {limit} jobs: replacing it"
+        );
     }
 
     fn record_failure(&mut self, failure: Failure<J>) {
@@ -562,6 +665,9 @@ where
             attempts,
         } = failure;
         log!(self, warn, job_id = id, attempts, "job failed: {error}");
+        if let Some(journal) = &mut self.journal {
+            journal.record(id, false);
+        }
         let failure = JobFailure {
             id,
             job,
@@ -676,7 +782,7 @@ where
     fn check_deadlines(&mut self) {
         let now = Instant::now();
         match self.phase {
-            Phase::Running => {}
+            Phase::Running | Phase::Draining(_) => {}
             Phase::Finishing(deadline) | Phase::Aborting(deadline) | Phase::Failed(deadline) => {
                 if now >= deadline {
                     for slot in self.workers.values() {
@@ -715,6 +821,116 @@ where
             log!(self, warn, worker_id, "killing worker: it {reason}");
             self.kill_worker(worker_id, reason, Blame::Oldest);
         }
+    }
+
+    /// Reacts to Ctrl-C and SIGTERM: the first drains, the second stops at once.
+    fn check_signals(&mut self) {
+        let Some(watch) = &mut self.signals else {
+            return;
+        };
+        let (count, interrupt) = watch.caught();
+        if count == self.signals_handled {
+            return;
+        }
+        self.signals_handled = count;
+        if count >= 2 {
+            // A third signal then does what it would do without conductor.
+            watch.release();
+            self.stop_now(interrupt);
+        } else {
+            self.shutdown(interrupt);
+        }
+    }
+
+    /// The graceful stop: no new jobs, and those in flight get the shutdown grace to
+    /// finish. Asked twice, it stops at once.
+    fn shutdown(&mut self, interrupt: Interrupt) {
+        match self.phase {
+            Phase::Running => {
+                log!(
+                    self,
+                    warn,
+                    ?interrupt,
+                    in_flight = self.ledger.in_flight(),
+                    "interrupted: no new jobs; waiting up to {:?} for those in flight",
+                    self.settings.shutdown_grace
+                );
+                self.interrupted = Some(interrupt);
+                self.phase = Phase::Draining(Instant::now() + self.settings.shutdown_grace);
+                self.progress.note(&format!(
+                    "{interrupt}: finishing the {} jobs in flight (up to {:?}); \
+                     press Ctrl-C again to stop now",
+                    self.ledger.in_flight(),
+                    self.settings.shutdown_grace
+                ));
+            }
+            Phase::Draining(_) => self.stop_now(interrupt),
+            _ => {}
+        }
+    }
+
+    /// Kills every worker now; the jobs they held are reported not run.
+    fn stop_now(&mut self, interrupt: Interrupt) {
+        self.interrupted.get_or_insert(interrupt);
+        log!(
+            self,
+            warn,
+            ?interrupt,
+            "interrupted again: stopping workers now"
+        );
+        self.progress.note("stopping workers now");
+        if !matches!(self.phase, Phase::Failed(_)) {
+            self.phase = Phase::Aborting(Instant::now());
+        }
+        for slot in self.workers.values() {
+            slot.kill.notify_one();
+        }
+    }
+
+    /// Ends the drain once nothing is in flight, or kills what is still running when
+    /// the grace is over.
+    fn maybe_end_drain(&mut self) {
+        let Phase::Draining(deadline) = self.phase else {
+            return;
+        };
+        if self.ledger.in_flight() == 0 {
+            log!(self, info, "in-flight jobs are done; stopping workers");
+            self.stop_workers();
+        } else if Instant::now() >= deadline {
+            log!(
+                self,
+                warn,
+                in_flight = self.ledger.in_flight(),
+                "shutdown grace is over; stopping workers with jobs in flight"
+            );
+            self.phase = Phase::Aborting(Instant::now());
+            for slot in self.workers.values() {
+                slot.kill.notify_one();
+            }
+        }
+    }
+
+    /// Writes the journal lines of the jobs settled since the last call.
+    fn write_journal(&mut self) {
+        let Some(journal) = &mut self.journal else {
+            return;
+        };
+        if let Err(e) = journal.flush() {
+            let error = Error::journal(journal.path(), e);
+            log!(self, error, "{error}");
+            // A run that cannot record its progress would redo it all next time.
+            self.journal = None;
+            self.fail(error);
+        }
+    }
+
+    fn show_progress(&mut self) {
+        let skipped = self.journal.as_ref().map_or(0, Journal::skipped);
+        self.progress.update(
+            self.ledger.completed() + self.ledger.failed(),
+            self.ledger.failed(),
+            skipped,
+        );
     }
 
     fn abort(&mut self) {
@@ -784,6 +1000,10 @@ where
         if let Some(report) = self.stats.take() {
             self.publish_stats(report);
         }
+        self.write_journal();
+        self.show_progress();
+        self.progress.finish();
+        let skipped = self.journal.as_ref().map_or(0, Journal::skipped);
         // Events not delivered by now are dropped; the report has what matters.
         self.pending_events.clear();
         self.shared.processing.store(false, Ordering::Relaxed);
@@ -831,7 +1051,9 @@ where
             completed: self.ledger.completed(),
             failures: std::mem::take(&mut self.failures),
             not_run: not_run.into_iter().map(|j| (j.id, j.job)).collect(),
-            aborted: matches!(self.phase, Phase::Aborting(_)),
+            aborted: matches!(self.phase, Phase::Aborting(_)) && self.interrupted.is_none(),
+            interrupted: self.interrupted,
+            skipped,
             elapsed: started.elapsed(),
             workers_started: self.workers_started,
             worker_crashes: self.worker_crashes,
@@ -850,6 +1072,23 @@ impl<J, O> Drop for Master<J, O> {
             self.shared.forget_worker(*worker_id);
         }
         self.shared.processing.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Forwards a worker's output line by line, above the progress bar.
+async fn forward_output<R>(output: R, progress: Progress, to_stderr: bool)
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncBufReadExt;
+    let mut output = tokio::io::BufReader::new(output);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match output.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => progress.print(&line, to_stderr),
+        }
     }
 }
 

@@ -30,10 +30,13 @@ struct SpawnRequest {
     reply: tokio::sync::oneshot::Sender<io::Result<Child>>,
 }
 
-/// Starts one worker process of `worker_type` with extra environment `env`.
+/// Starts one worker process of `worker_type` with extra environment `env`. With
+/// `capture_output` its stdout and stderr are pipes for the master to forward (so
+/// they do not tear a progress bar); otherwise they are the master's.
 pub(crate) async fn spawn_worker(
     worker_type: &str,
     env: &[(String, String)],
+    capture_output: bool,
 ) -> io::Result<Spawned> {
     let (master_end, worker_end) = UnixStream::pair()?;
     let worker_end = above_stdio(worker_end)?;
@@ -59,6 +62,11 @@ pub(crate) async fn spawn_worker(
         .stdin(std::process::Stdio::null())
         // Its own process group: a terminal's Ctrl-C reaches the master, which decides.
         .process_group(0);
+    if capture_output {
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }
     let channel_fd = worker_end.as_raw_fd();
     let parent = std::process::id();
     // SAFETY: the closure runs in the forked child before exec and only makes

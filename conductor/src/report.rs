@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::jobs::Jobs;
+use crate::signals::Interrupt;
 
 /// A job that finished: its output, sent back by the worker that ran it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +36,8 @@ pub struct Report<J> {
     pub(crate) failures: Vec<JobFailure<J>>,
     pub(crate) not_run: Vec<(u64, J)>,
     pub(crate) aborted: bool,
+    pub(crate) interrupted: Option<Interrupt>,
+    pub(crate) skipped: u64,
     pub(crate) elapsed: Duration,
     pub(crate) workers_started: u64,
     pub(crate) worker_crashes: u64,
@@ -82,9 +85,50 @@ impl<J> Report<J> {
         self.aborted
     }
 
+    /// What stopped the run early: Ctrl-C, SIGTERM or [`crate::ConductorHandle::shutdown`].
+    pub fn interrupted(&self) -> Option<Interrupt> {
+        self.interrupted
+    }
+
+    /// Jobs the source gave that the journal shows done by an earlier run, so they
+    /// did not run again (see [`crate::Conductor::journal`]). Not counted as submitted.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
     /// Whether every submitted job completed.
     pub fn all_completed(&self) -> bool {
         self.completed == self.submitted
+    }
+
+    /// The exit code a batch program should end with, after the shells' conventions:
+    ///
+    /// | code | the run |
+    /// |---|---|
+    /// | 0 | completed every job (or found it done in the journal) |
+    /// | 1 | finished, but some jobs failed |
+    /// | 2 | was aborted with [`crate::ConductorHandle::abort`] |
+    /// | 130 | was interrupted by Ctrl-C (SIGINT) or [`crate::ConductorHandle::shutdown`] |
+    /// | 143 | was interrupted by SIGTERM |
+    ///
+    /// A run that ends in an [`crate::Error`] (a crash loop, say) is best ended with 1.
+    ///
+    /// ```no_run
+    /// # async fn demo(conductor: conductor::Conductor<u64, u64>) -> Result<(), conductor::Error> {
+    /// let report = conductor.run().await?;
+    /// std::process::exit(report.exit_code());
+    /// # }
+    /// ```
+    pub fn exit_code(&self) -> i32 {
+        if let Some(interrupt) = self.interrupted {
+            interrupt.exit_code()
+        } else if self.aborted {
+            2
+        } else if !self.failures.is_empty() || !self.all_completed() {
+            1
+        } else {
+            0
+        }
     }
 
     /// Time from the start of the run to its end.

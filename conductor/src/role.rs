@@ -112,6 +112,12 @@ pub struct TestEntry {
 
 inventory::collect!(TestEntry);
 
+/// Whether this is a test binary with [`crate::test_support!`] (no progress bar there:
+/// libtest does not capture what is drawn on the terminal).
+pub(crate) fn in_test_binary() -> bool {
+    inventory::iter::<TestEntry>.into_iter().next().is_some()
+}
+
 /// The arguments that make a test binary run only its worker entry, or `None` in a
 /// normal program.
 pub(crate) fn test_harness_args() -> Option<Vec<String>> {

@@ -27,6 +27,22 @@ mod jobs {
         Ok(name)
     }
 
+    pub mod setup {
+        pub fn open_pool(_worker: &conductor::Worker) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[conductor::worker(type = "with_init", init = setup::open_pool)]
+    fn with_init(n: u8) -> anyhow::Result<u8> {
+        Ok(n)
+    }
+
+    #[conductor::worker(init = self::setup::open_pool, type = "async_with_init")]
+    async fn async_with_init(n: u8, _worker: &conductor::Worker) -> anyhow::Result<u8> {
+        Ok(n)
+    }
+
     #[conductor::worker(type = "jobs::sleep-ms")]
     pub(crate) async fn sleep(ms: u64, _worker: &conductor::Worker) -> anyhow::Result<()> {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
