@@ -16,7 +16,7 @@ use crate::handle::{Command, ConductorHandle, Shared};
 use crate::jobs::Jobs;
 use crate::journal::{self, Journal, KeyFn};
 use crate::lookup;
-use crate::master::{Master, Settings};
+use crate::master::{Backend, Master, Settings};
 use crate::protocol::DEFAULT_MAX_FRAME_BYTES;
 use crate::registry;
 use crate::report::Report;
@@ -45,6 +45,9 @@ pub struct Conductor<J, O> {
     setup_error: Option<Error>,
     journal: Option<PathBuf>,
     job_key: Option<KeyFn<J>>,
+    nats_url: Option<String>,
+    run_name: Option<String>,
+    ack_wait: Duration,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     _output: PhantomData<fn() -> O>,
@@ -81,11 +84,15 @@ where
                 max_jobs_per_worker: None,
                 progress: true,
                 total_jobs: None,
+                backend: Backend::Local,
             },
             source: Jobs::from_iterator(std::iter::empty()),
             setup_error: None,
             journal: None,
             job_key: None,
+            nats_url: None,
+            run_name: None,
+            ack_wait: Duration::from_secs(30),
             shared,
             commands,
             _output: PhantomData,
@@ -292,6 +299,35 @@ where
         self
     }
 
+    /// Runs the jobs through the NATS JetStream server at `url` (say
+    /// `nats://127.0.0.1:4222`) instead of private channels, so that workers on other
+    /// machines can join: start the same program there with `CONDUCTOR_NATS_URL` and
+    /// `CONDUCTOR_JOIN=<run name>`. The master still starts its own
+    /// [`Conductor::worker_limit`] workers. Setting `CONDUCTOR_NATS_URL` for the master
+    /// does the same without recompiling. Needs the `nats` feature.
+    pub fn nats(mut self, url: impl Into<String>) -> Self {
+        self.nats_url = Some(url.into());
+        self
+    }
+
+    /// The name of the distributed run: workers join it by this name, two runs with
+    /// different names never see each other's jobs, and a master restarted with the
+    /// same name resumes the run. Defaults to `CONDUCTOR_RUN`, or else to the worker
+    /// type and this conductor's id (a fresh run each time). Letters, digits, `_`, `-`.
+    pub fn run_name(mut self, name: impl Into<String>) -> Self {
+        self.run_name = Some(name.into());
+        self
+    }
+
+    /// In the distributed mode, how long a worker may hold a job without a sign of
+    /// life before the server hands it to another worker (default 30 s). Workers
+    /// renew the lease of jobs they run three times per period, so this bounds how
+    /// long the jobs of a vanished worker wait, not how long a job may take.
+    pub fn ack_wait(mut self, wait: Duration) -> Self {
+        self.ack_wait = wait.max(Duration::from_millis(100));
+        self
+    }
+
     /// A named lookup table that workers read with [`crate::Worker::lookup`] (the
     /// seed's `lookups`). Replaces a table of the same name.
     pub fn lookup_table<K, V, I>(mut self, name: impl Into<String>, entries: I) -> Self
@@ -383,6 +419,28 @@ where
         }
         let registration = registry::find(&self.settings.worker_type)?;
         registry::check_types::<J, O>(registration)?;
+        let mut settings = self.settings;
+        let url = self.nats_url.or_else(|| {
+            std::env::var(role::ENV_NATS_URL)
+                .ok()
+                .filter(|url| !url.is_empty())
+        });
+        if let Some(url) = url {
+            if !cfg!(feature = "nats") {
+                return Err(Error::usage(
+                    "the distributed mode (NATS) needs conductor's `nats` feature",
+                ));
+            }
+            let run = self
+                .run_name
+                .or_else(|| std::env::var(role::ENV_RUN).ok())
+                .unwrap_or_else(|| default_run_name(&settings.worker_type, &self.shared.id));
+            settings.backend = Backend::Nats {
+                url,
+                run,
+                ack_wait: self.ack_wait,
+            };
+        }
         let journal = match self.journal {
             Some(path) => {
                 let key = self.job_key.unwrap_or_else(journal::default_key);
@@ -390,13 +448,7 @@ where
             }
             None => None,
         };
-        Ok((
-            self.settings,
-            self.shared,
-            self.source,
-            journal,
-            self.commands,
-        ))
+        Ok((settings, self.shared, self.source, journal, self.commands))
     }
 }
 
@@ -407,6 +459,21 @@ impl<J, O> std::fmt::Debug for Conductor<J, O> {
             .field("settings", &self.settings)
             .finish()
     }
+}
+
+/// A fresh run name: the worker type, made safe, and the conductor's unique id.
+fn default_run_name(worker_type: &str, id: &str) -> String {
+    let safe: String = worker_type
+        .chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                true => c,
+                false => '-',
+            },
+        )
+        .take(24)
+        .collect();
+    format!("{safe}-{id}")
 }
 
 /// The seed's default: the number of CPUs, at most 4.

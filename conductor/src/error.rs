@@ -71,6 +71,8 @@ pub(crate) enum Kind {
         what: &'static str,
         message: String,
     },
+    /// The distributed transport (NATS) failed: unreachable, refused, misconfigured.
+    Transport(String),
     /// The other side answered a request with an error.
     Remote(String),
     /// The other side went away before answering.
@@ -111,6 +113,11 @@ impl Error {
             what,
             message: err.to_string(),
         })
+    }
+
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn transport(message: impl Into<String>) -> Self {
+        Error::new(Kind::Transport(message.into()))
     }
 
     pub(crate) fn remote(message: impl Into<String>) -> Self {
@@ -155,6 +162,12 @@ impl Error {
     /// A worker process could not be started.
     pub fn is_spawn(&self) -> bool {
         matches!(self.0.kind, Kind::Spawn(_))
+    }
+
+    /// The distributed transport failed: the NATS server was unreachable, or the
+    /// run's streams could not be set up.
+    pub fn is_transport(&self) -> bool {
+        matches!(self.0.kind, Kind::Transport(_))
     }
 
     /// The journal of a resumable run could not be read or written.
@@ -259,6 +272,7 @@ impl fmt::Display for Error {
             Kind::Spawn(e) => write!(f, "could not start a worker process: {e}"),
             Kind::Journal { path, error } => write!(f, "journal {}: {error}", path.display()),
             Kind::Codec { what, message } => write!(f, "could not encode or decode {what}: {message}"),
+            Kind::Transport(message) => write!(f, "{message}"),
             Kind::Remote(message) => write!(f, "{message}"),
             Kind::Disconnected(message) => write!(f, "{message}"),
             Kind::Usage(message) => write!(f, "{message}"),

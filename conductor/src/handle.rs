@@ -31,7 +31,7 @@ pub(crate) enum Command {
 }
 
 /// The sending side of one worker's channel.
-pub(crate) type WorkerLink = Arc<crate::link::Link>;
+pub(crate) type WorkerLink = Arc<dyn crate::transport::FrameSink>;
 
 type ReplySender = oneshot::Sender<ReplyResult>;
 

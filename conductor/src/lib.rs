@@ -92,6 +92,8 @@ mod link;
 mod lookup;
 mod master;
 mod message;
+#[cfg(feature = "nats")]
+mod nats;
 mod process;
 mod progress;
 mod protocol;
@@ -101,6 +103,7 @@ mod role;
 mod running;
 mod signals;
 pub mod stats;
+mod transport;
 mod worker;
 mod worker_loop;
 

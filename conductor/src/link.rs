@@ -131,6 +131,16 @@ impl Link {
     }
 }
 
+impl crate::transport::FrameSink for Link {
+    fn send(&self, frame: Bytes) -> Result<(), Closed> {
+        Link::send(self, frame)
+    }
+
+    fn close(&self) {
+        Link::close(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

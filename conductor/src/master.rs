@@ -39,6 +39,7 @@ use crate::report::{JobFailure, JobOutput, Report};
 use crate::running::{Event, WorkerCrash, WorkerExit};
 use crate::signals::{Interrupt, SignalWatch};
 use crate::stats::Aggregator;
+use crate::transport::{LocalTransport, Transport};
 
 /// Everything a conductor was configured with.
 #[derive(Debug, Clone)]
@@ -61,6 +62,22 @@ pub(crate) struct Settings {
     pub max_jobs_per_worker: Option<u64>,
     pub progress: bool,
     pub total_jobs: Option<u64>,
+    pub backend: Backend,
+}
+
+/// Where the run's workers are and how jobs reach them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// Worker processes on this machine, each on a private socketpair.
+    Local,
+    /// A NATS JetStream run: local workers and any that join from elsewhere pull jobs
+    /// from the run's queue.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    Nats {
+        url: String,
+        run: String,
+        ack_wait: Duration,
+    },
 }
 
 /// How long aborted workers get to exit before they are killed.
@@ -71,9 +88,15 @@ const TICK: Duration = Duration::from_millis(50);
 const SPAWN_RETRY: Duration = Duration::from_millis(200);
 /// How long the master waits for a dead worker's last frames.
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
+/// How long the master waits for the last frames of a worker without a private channel.
+const TRANSPORT_DRAIN: Duration = Duration::from_millis(300);
+/// The ledger's name for the shared queue, where jobs wait for any worker to pull them.
+const QUEUE: u64 = 0;
+/// A worker on another machine that says nothing for this long is taken for gone.
+const REMOTE_SILENCE: Duration = Duration::from_secs(4);
 
 /// What a worker's tasks tell the run loop.
-enum WorkerEvent {
+pub(crate) enum WorkerEvent {
     Ready {
         job_type: String,
         output_type: String,
@@ -91,11 +114,23 @@ enum WorkerEvent {
     /// The worker broke the protocol; its reader stopped.
     Broken(String),
     Exited(std::io::Result<std::process::ExitStatus>),
+    /// A remote worker is alive.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    Heartbeat,
+    /// A message from a remote worker made no sense; it was dropped.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    Malformed(String),
+    /// A worker asks to join a distributed run.
+    #[cfg(feature = "nats")]
+    Join {
+        request: crate::nats::JoinRequest,
+        reply: tokio::sync::oneshot::Sender<crate::nats::JoinReply>,
+    },
 }
 
-struct FromWorker {
-    worker_id: u64,
-    event: WorkerEvent,
+pub(crate) struct FromWorker {
+    pub worker_id: u64,
+    pub event: WorkerEvent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +153,9 @@ struct WorkerSlot {
     said_bye: bool,
     crash: Option<(String, Option<u64>)>,
     kill_reason: Option<String>,
+    /// Joined from elsewhere: no process of ours, so it cannot be killed or waited for.
+    remote: bool,
+    last_seen: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +192,9 @@ pub(crate) struct Master<J, O> {
     signals: Option<SignalWatch>,
     signals_handled: u32,
     interrupted: Option<Interrupt>,
+    transport: Arc<dyn Transport>,
+    #[cfg(feature = "nats")]
+    nats: Option<Arc<crate::nats::queue::NatsTransport>>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -179,6 +220,38 @@ where
         events: Option<mpsc::Sender<Vec<Event<J, O>>>>,
     ) -> Result<Report<J>, Error> {
         let (worker_tx, mut worker_rx) = mpsc::unbounded_channel();
+        #[cfg(feature = "nats")]
+        let nats = match &settings.backend {
+            Backend::Nats { url, run, ack_wait } => {
+                let worker_window = settings.dispatch.prefetch.unwrap_or(32);
+                let queue = crate::nats::queue::QueueSettings {
+                    url: url.clone(),
+                    run: run.clone(),
+                    max_attempts: settings.max_attempts,
+                    ack_wait: *ack_wait,
+                    worker_window,
+                    queue_window: (worker_window * settings.worker_limit * 4).max(1024),
+                };
+                let started = crate::nats::queue::NatsTransport::start(
+                    queue,
+                    shared.clone(),
+                    worker_tx.clone(),
+                )
+                .await;
+                match started {
+                    Ok(transport) => Some(Arc::new(transport)),
+                    Err(e) => return Err(e.with_unsubmitted(Some(source))),
+                }
+            }
+            Backend::Local => None,
+        };
+        #[cfg(feature = "nats")]
+        let transport: Arc<dyn Transport> = match &nats {
+            Some(nats) => nats.clone(),
+            None => Arc::new(LocalTransport),
+        };
+        #[cfg(not(feature = "nats"))]
+        let transport: Arc<dyn Transport> = Arc::new(LocalTransport);
         let signals = match settings.handle_signals {
             true => SignalWatch::install()
                 .inspect_err(|e| {
@@ -215,6 +288,9 @@ where
             signals,
             signals_handled: 0,
             interrupted: None,
+            transport,
+            #[cfg(feature = "nats")]
+            nats,
             _output: PhantomData,
         };
         let started = Instant::now();
@@ -292,13 +368,44 @@ where
                 }
             }
         }
+        #[cfg(feature = "nats")]
+        master.close_run().await;
         master.finish(started, source)
+    }
+
+    /// Removes a distributed run's streams once every job is accounted for; a run
+    /// that stopped early keeps them, so it can be resumed.
+    #[cfg(feature = "nats")]
+    async fn close_run(&mut self) {
+        let Some(nats) = self.nats.clone() else {
+            return;
+        };
+        let complete = matches!(self.phase, Phase::Finishing(_))
+            && self.interrupted.is_none()
+            && self.fatal.is_none()
+            && self.ledger.outstanding() == 0;
+        if complete {
+            if let Err(e) = nats.remove_run().await {
+                log!(self, warn, "{e}");
+            }
+        } else {
+            log!(
+                self,
+                info,
+                run = nats.run(),
+                "run stopped early: its streams are kept, to be resumed"
+            );
+        }
+        nats.flush().await;
     }
 
     /// How many more jobs to pull from the source now: enough to refill every
     /// worker's window, so memory stays flat however long the source is.
     fn wanted_jobs(&self) -> usize {
-        let windows: usize = self.workers.values().map(|w| w.pacer.window()).sum();
+        let windows: usize = match self.transport.is_queue() {
+            true => self.transport.queue_window(),
+            false => self.workers.values().map(|w| w.pacer.window()).sum(),
+        };
         let target = windows.max(self.settings.worker_limit) * 2;
         target.saturating_sub(self.ledger.ready())
     }
@@ -340,7 +447,7 @@ where
         let alive = self
             .workers
             .values()
-            .filter(|w| matches!(w.state, SlotState::Starting(_) | SlotState::Ready))
+            .filter(|w| !w.remote && matches!(w.state, SlotState::Starting(_) | SlotState::Ready))
             .count();
         let desired = if source_open {
             self.settings.worker_limit
@@ -369,10 +476,13 @@ where
         let worker_id = self.next_worker_id;
         self.next_worker_id += 1;
         let capture_output = self.progress.is_visible();
+        let mut env = self.settings.worker_env.clone();
+        env.extend(self.transport.worker_env(worker_id));
         let mut spawned = process::spawn_worker(
             &self.settings.worker_type,
-            &self.settings.worker_env,
+            &env,
             capture_output,
+            self.transport.private_channel(),
         )
         .await
         .map_err(|e| Error::new(Kind::Spawn(e)))?;
@@ -383,29 +493,29 @@ where
         if let Some(stderr) = spawned.child.stderr.take() {
             tokio::spawn(forward_output(stderr, self.progress.clone(), true));
         }
-        let (read, write) = spawned.channel.into_split();
-        let link = Link::start(write);
-        let config = WorkerConfig {
-            protocol: PROTOCOL_VERSION,
-            worker_type: self.settings.worker_type.clone(),
-            job_type: std::any::type_name::<J>().to_string(),
-            output_type: std::any::type_name::<O>().to_string(),
-            worker_id,
-            master_id: self.shared.id.clone(),
-            stats_interval_ms: self.settings.stats_interval.as_millis() as u64,
-            max_frame_bytes: self.settings.max_frame_bytes as u64,
-            logging: self.settings.logging,
-            crash_on_job_error: self.settings.crash_on_job_error,
+        let (link, reader): (WorkerLink, _) = match spawned.channel {
+            Some(channel) => {
+                let (read, write) = channel.into_split();
+                let link: WorkerLink = Link::start(write);
+                let _ = link.send(control_frame(&ToWorker::Config(
+                    self.worker_config(worker_id),
+                )));
+                let reader = tokio::spawn(read_frames(
+                    worker_id,
+                    read,
+                    self.shared.clone(),
+                    link.clone(),
+                    self.worker_tx.clone(),
+                    self.settings.max_frame_bytes,
+                ));
+                (link, Some(reader))
+            }
+            // It gets its settings when it joins, and its frames travel the transport.
+            None => match self.transport.link_for(worker_id) {
+                Some(link) => (link, None),
+                None => return Err(Error::usage("the transport has no link for a worker")),
+            },
         };
-        let _ = link.send(control_frame(&ToWorker::Config(config)));
-        let reader = tokio::spawn(read_frames(
-            worker_id,
-            read,
-            self.shared.clone(),
-            link.clone(),
-            self.worker_tx.clone(),
-            self.settings.max_frame_bytes,
-        ));
         let kill = Arc::new(Notify::new());
         tokio::spawn(wait_for_exit(
             worker_id,
@@ -427,9 +537,27 @@ where
                 said_bye: false,
                 crash: None,
                 kill_reason: None,
+                remote: false,
+                last_seen: Instant::now(),
             },
         );
         Ok(())
+    }
+
+    /// The settings a worker gets in its handshake.
+    fn worker_config(&self, worker_id: u64) -> WorkerConfig {
+        WorkerConfig {
+            protocol: PROTOCOL_VERSION,
+            worker_type: self.settings.worker_type.clone(),
+            job_type: std::any::type_name::<J>().to_string(),
+            output_type: std::any::type_name::<O>().to_string(),
+            worker_id,
+            master_id: self.shared.id.clone(),
+            stats_interval_ms: self.settings.stats_interval.as_millis() as u64,
+            max_frame_bytes: self.settings.max_frame_bytes as u64,
+            logging: self.settings.logging,
+            crash_on_job_error: self.settings.crash_on_job_error,
+        }
     }
 
     /// Sends ready jobs to workers with room in their window, taking turns so a
@@ -437,6 +565,9 @@ where
     fn dispatch(&mut self) {
         if self.ledger.ready() == 0 {
             return;
+        }
+        if self.transport.is_queue() {
+            return self.enqueue();
         }
         let ready: Vec<u64> = self
             .workers
@@ -484,9 +615,55 @@ where
         }
     }
 
+    /// Puts ready jobs on the shared queue, up to its window; any worker pulls them.
+    fn enqueue(&mut self) {
+        loop {
+            let room = self
+                .transport
+                .queue_window()
+                .saturating_sub(self.ledger.in_flight_on(QUEUE));
+            if room == 0 || self.ledger.ready() == 0 {
+                return;
+            }
+            let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
+            let mut refused = Vec::new();
+            let sent = self.ledger.dispatch(
+                QUEUE,
+                room,
+                MAX_BATCH_BYTES,
+                self.settings.max_frame_bytes,
+                &mut batch,
+                &mut refused,
+            );
+            if sent > 0 {
+                self.transport.enqueue(batch.finish());
+            }
+            let progress = sent + refused.len();
+            for failure in refused {
+                self.record_failure(failure);
+            }
+            if progress == 0 {
+                return;
+            }
+        }
+    }
+
     fn on_worker_event(&mut self, FromWorker { worker_id, event }: FromWorker) {
-        if !self.workers.contains_key(&worker_id) {
-            return;
+        #[cfg(feature = "nats")]
+        let event = match event {
+            WorkerEvent::Join { request, reply } => {
+                let answer = self.on_join(request);
+                let _ = reply.send(answer);
+                return;
+            }
+            event => event,
+        };
+        match self.workers.get_mut(&worker_id) {
+            Some(slot) => slot.last_seen = Instant::now(),
+            // Results in a shared queue count whoever sent them, even a worker long
+            // gone, or one of a master that ran before this one.
+            None if self.transport.is_queue() && matches!(event, WorkerEvent::Results(_)) => {}
+            None => return,
         }
         match event {
             WorkerEvent::Ready {
@@ -497,7 +674,12 @@ where
             WorkerEvent::Refused(reason) => {
                 let message = format!("worker {worker_id} refused to start: {reason}");
                 log!(self, error, "{message}");
-                self.fail(Error::remote(message));
+                if self.workers.get(&worker_id).is_some_and(|w| w.remote) {
+                    // A stranger that cannot run this run's jobs only leaves.
+                    self.on_exit(worker_id, Err(std::io::Error::other(message)));
+                } else {
+                    self.fail(Error::remote(message));
+                }
             }
             WorkerEvent::Results(body) => self.on_results(worker_id, body),
             WorkerEvent::Message(message) => {
@@ -525,8 +707,22 @@ where
             WorkerEvent::Bye => {
                 if let Some(slot) = self.workers.get_mut(&worker_id) {
                     slot.said_bye = true;
+                    if slot.remote {
+                        self.on_exit(worker_id, Ok(std::process::ExitStatus::from_raw(0)));
+                    }
                 }
             }
+            WorkerEvent::Heartbeat => {}
+            WorkerEvent::Malformed(reason) => {
+                log!(
+                    self,
+                    warn,
+                    worker_id,
+                    "a malformed message from the worker was dropped: {reason}"
+                );
+            }
+            #[cfg(feature = "nats")]
+            WorkerEvent::Join { .. } => {}
             WorkerEvent::Broken(reason) => {
                 log!(
                     self,
@@ -541,6 +737,101 @@ where
                 );
             }
             WorkerEvent::Exited(status) => self.on_exit(worker_id, status),
+        }
+    }
+
+    /// Decides whether a worker may join this distributed run: it must run this run's
+    /// worker type with the same job and output types. A worker the master started
+    /// itself comes with its reserved id; one from elsewhere gets a new one.
+    #[cfg(feature = "nats")]
+    fn on_join(&mut self, request: crate::nats::JoinRequest) -> crate::nats::JoinReply {
+        use crate::nats::JoinReply;
+        let refuse = |reason: String| JoinReply::Refused { reason };
+        if !matches!(self.phase, Phase::Running) {
+            return refuse("the run is ending".into());
+        }
+        if request.protocol != PROTOCOL_VERSION {
+            return refuse(format!(
+                "the worker speaks protocol {} and the master {PROTOCOL_VERSION}: run the same program on both sides",
+                request.protocol
+            ));
+        }
+        let run_type = &self.settings.worker_type;
+        if let Some(asked) = &request.worker_type {
+            if asked != run_type {
+                return refuse(format!(
+                    "this run runs workers of type `{run_type}`, not `{asked}`"
+                ));
+            }
+        }
+        let (job_type, output_type) = (std::any::type_name::<J>(), std::any::type_name::<O>());
+        match request.registered.iter().find(|(t, _, _)| t == run_type) {
+            None => {
+                let known: Vec<&str> = request
+                    .registered
+                    .iter()
+                    .map(|(t, _, _)| t.as_str())
+                    .collect();
+                return refuse(format!(
+                    "this run runs workers of type `{run_type}`, which the joining program does not have (it has: {})",
+                    known.join(", ")
+                ));
+            }
+            Some((_, job, output)) if job != job_type || output != output_type => {
+                return refuse(format!(
+                    "worker type `{run_type}` takes `{job}` and returns `{output}` in the joining program, \
+                     but this run sends `{job_type}` and expects `{output_type}`"
+                ));
+            }
+            Some(_) => {}
+        }
+        let worker_id = match request.worker_id {
+            Some(id) => match self.workers.get(&id) {
+                Some(slot) if !slot.remote && matches!(slot.state, SlotState::Starting(_)) => id,
+                _ => return refuse(format!("worker {id} is not expected")),
+            },
+            None => {
+                let Some(link) = self.transport.link_for(self.next_worker_id) else {
+                    return refuse("this run takes no workers from elsewhere".into());
+                };
+                let id = self.next_worker_id;
+                self.next_worker_id += 1;
+                self.workers_started += 1;
+                log!(
+                    self,
+                    info,
+                    worker_id = id,
+                    host = %request.host,
+                    pid = request.pid,
+                    "a worker joined from elsewhere"
+                );
+                self.workers.insert(
+                    id,
+                    WorkerSlot {
+                        state: SlotState::Starting(Instant::now()),
+                        link,
+                        kill: Arc::new(Notify::new()),
+                        pacer: Pacer::new(self.settings.dispatch),
+                        dispatched: 0,
+                        answers: 0,
+                        said_bye: false,
+                        crash: None,
+                        kill_reason: None,
+                        remote: true,
+                        last_seen: Instant::now(),
+                    },
+                );
+                id
+            }
+        };
+        let Some(nats) = &self.nats else {
+            return refuse("this run takes no workers from elsewhere".into());
+        };
+        JoinReply::Accepted {
+            config: self.worker_config(worker_id),
+            window: nats.worker_window as u32,
+            ack_wait_ms: nats.ack_wait.as_millis() as u64,
+            max_attempts: nats.max_attempts,
         }
     }
 
@@ -571,12 +862,26 @@ where
     }
 
     fn on_results(&mut self, worker_id: u64, body: Bytes) {
-        let started = self.ledger.oldest_running(worker_id).map(|(_, at)| at);
+        // With a shared queue, jobs are in flight on the queue, not on a worker.
+        let holder = match self.transport.is_queue() {
+            true => QUEUE,
+            false => worker_id,
+        };
+        let started = self.ledger.oldest_running(holder).map(|(_, at)| at);
         let now = Instant::now();
         let mut count = 0;
         for entry in ResultsReader::new(&body) {
             let entry = match entry {
                 Ok(entry) => entry,
+                Err(e) if holder == QUEUE => {
+                    log!(
+                        self,
+                        warn,
+                        worker_id,
+                        "a broken results message was dropped: {e}"
+                    );
+                    break;
+                }
                 Err(e) => {
                     let reason = format!("sent a broken results frame: {e}");
                     self.kill_worker(worker_id, reason, Blame::Unknown);
@@ -599,7 +904,7 @@ where
                 Ok(_) => Ok(()),
                 Err(error) => Err(String::from_utf8_lossy(error).into_owned()),
             };
-            let Some(settled) = self.ledger.settle(worker_id, entry.id, outcome, now) else {
+            let Some(settled) = self.ledger.settle(holder, entry.id, outcome, now) else {
                 continue;
             };
             count += 1;
@@ -688,6 +993,12 @@ where
         if slot.state == SlotState::Killed {
             return;
         }
+        if slot.remote {
+            // Not ours to kill: told to stop and let go; the queue takes its jobs back.
+            let _ = slot.link.send(control_frame(&ToWorker::Abort));
+            self.on_exit(worker_id, Err(std::io::Error::other(reason)));
+            return;
+        }
         slot.state = SlotState::Killed;
         slot.kill.notify_one();
         slot.kill_reason = Some(reason.clone());
@@ -712,7 +1023,11 @@ where
         };
         // A bye with jobs still in flight is a broken promise, handled as a crash.
         let said_bye = slot.said_bye && self.ledger.in_flight_on(worker_id) == 0;
-        let expected = said_bye || matches!(self.phase, Phase::Aborting(_) | Phase::Failed(_));
+        // Without a private channel its bye travels apart from its exit: a clean exit
+        // code says the same.
+        let clean_exit = !self.transport.private_channel() && code == Some(0);
+        let expected =
+            said_bye || clean_exit || matches!(self.phase, Phase::Aborting(_) | Phase::Failed(_));
         if !expected {
             self.worker_crashes += 1;
             let reason = match (&slot.kill_reason, &slot.crash, &status) {
@@ -781,12 +1096,34 @@ where
 
     fn check_deadlines(&mut self) {
         let now = Instant::now();
+        let silent: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.remote && now - w.last_seen > REMOTE_SILENCE)
+            .map(|(id, _)| *id)
+            .collect();
+        for worker_id in silent {
+            let reason = format!("went silent for {REMOTE_SILENCE:?}");
+            log!(self, warn, worker_id, "remote worker {reason}");
+            self.on_exit(worker_id, Err(std::io::Error::other(reason)));
+        }
         match self.phase {
             Phase::Running | Phase::Draining(_) => {}
             Phase::Finishing(deadline) | Phase::Aborting(deadline) | Phase::Failed(deadline) => {
                 if now >= deadline {
+                    let remote: Vec<u64> = self
+                        .workers
+                        .iter()
+                        .filter(|(_, w)| w.remote)
+                        .map(|(id, _)| *id)
+                        .collect();
                     for slot in self.workers.values() {
                         slot.kill.notify_one();
+                    }
+                    // Not ours to kill: they are let go.
+                    for worker_id in remote {
+                        let reason = std::io::Error::other("did not stop in time");
+                        self.on_exit(worker_id, Err(reason));
                     }
                 }
                 return;
@@ -1132,47 +1469,57 @@ async fn route_frames(
             Ok(None) => return,
             Err(e) => return send(WorkerEvent::Broken(e.to_string())),
         };
-        let payload = match Frame::parse(body) {
-            Ok(Frame::Results(body)) => {
-                send(WorkerEvent::Results(body));
-                continue;
-            }
-            Ok(Frame::Control(payload)) => payload,
-            Ok(Frame::Jobs(_)) => {
-                return send(WorkerEvent::Broken("a worker sent a jobs frame".into()))
-            }
-            Err(e) => return send(WorkerEvent::Broken(e.to_string())),
-        };
-        let message = match decode_control::<ToMaster>(&payload) {
-            Ok(message) => message,
-            Err(e) => return send(WorkerEvent::Broken(e.to_string())),
-        };
-        match message {
-            ToMaster::Ready {
-                protocol,
-                job_type,
-                output_type,
-                ..
-            } => send(WorkerEvent::Ready {
-                job_type,
-                output_type,
-                protocol,
-            }),
-            ToMaster::Refused { reason } => send(WorkerEvent::Refused(reason)),
-            ToMaster::Request {
-                request_id,
-                request,
-            } => {
-                if let Some(event) = serve_request(worker_id, shared, &link, request_id, request) {
-                    send(event);
-                }
-            }
-            ToMaster::Reply { request_id, result } => shared.answer(request_id, result),
-            ToMaster::Stats(roll) => send(WorkerEvent::Stats(roll)),
-            ToMaster::Crash { reason, job } => send(WorkerEvent::Crash { reason, job }),
-            ToMaster::Bye => send(WorkerEvent::Bye),
+        if let Err(reason) = route_frame(worker_id, body, shared, &link, &send) {
+            return send(WorkerEvent::Broken(reason));
         }
     }
+}
+
+/// Handles one frame body from a worker: answers lookups and replies on the spot and
+/// hands everything else to the run loop. An error means the frame broke the protocol.
+pub(crate) fn route_frame(
+    worker_id: u64,
+    body: Bytes,
+    shared: &Shared,
+    link: &WorkerLink,
+    send: &dyn Fn(WorkerEvent),
+) -> Result<(), String> {
+    let payload = match Frame::parse(body) {
+        Ok(Frame::Results(body)) => {
+            send(WorkerEvent::Results(body));
+            return Ok(());
+        }
+        Ok(Frame::Control(payload)) => payload,
+        Ok(Frame::Jobs(_)) => return Err("a worker sent a jobs frame".into()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let message = decode_control::<ToMaster>(&payload).map_err(|e| e.to_string())?;
+    match message {
+        ToMaster::Ready {
+            protocol,
+            job_type,
+            output_type,
+            ..
+        } => send(WorkerEvent::Ready {
+            job_type,
+            output_type,
+            protocol,
+        }),
+        ToMaster::Refused { reason } => send(WorkerEvent::Refused(reason)),
+        ToMaster::Request {
+            request_id,
+            request,
+        } => {
+            if let Some(event) = serve_request(worker_id, shared, link, request_id, request) {
+                send(event);
+            }
+        }
+        ToMaster::Reply { request_id, result } => shared.answer(request_id, result),
+        ToMaster::Stats(roll) => send(WorkerEvent::Stats(roll)),
+        ToMaster::Crash { reason, job } => send(WorkerEvent::Crash { reason, job }),
+        ToMaster::Bye => send(WorkerEvent::Bye),
+    }
+    Ok(())
 }
 
 /// Answers a lookup on the spot; turns a custom command into an event.
@@ -1232,7 +1579,7 @@ fn serve_request(
 async fn wait_for_exit(
     worker_id: u64,
     mut child: tokio::process::Child,
-    reader: JoinHandle<()>,
+    reader: Option<JoinHandle<()>>,
     kill: Arc<Notify>,
     to_master: mpsc::UnboundedSender<FromWorker>,
 ) {
@@ -1243,9 +1590,15 @@ async fn wait_for_exit(
             child.wait().await
         }
     };
-    let abort = reader.abort_handle();
-    if tokio::time::timeout(DRAIN_WAIT, reader).await.is_err() {
-        abort.abort();
+    match reader {
+        Some(reader) => {
+            let abort = reader.abort_handle();
+            if tokio::time::timeout(DRAIN_WAIT, reader).await.is_err() {
+                abort.abort();
+            }
+        }
+        // Its last frames (a crash reason) travel the transport: give them a moment.
+        None => tokio::time::sleep(TRANSPORT_DRAIN).await,
     }
     let _ = to_master.send(FromWorker {
         worker_id,

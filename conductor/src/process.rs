@@ -18,10 +18,10 @@ use tokio::process::Child;
 
 use crate::role::{test_harness_args, ENV_CHANNEL_FD, ENV_WORKER_TYPE};
 
-/// A started worker process and the master's end of its channel.
+/// A started worker process and the master's end of its channel, if it has one.
 pub(crate) struct Spawned {
     pub child: Child,
-    pub channel: tokio::net::UnixStream,
+    pub channel: Option<tokio::net::UnixStream>,
 }
 
 struct SpawnRequest {
@@ -32,14 +32,22 @@ struct SpawnRequest {
 
 /// Starts one worker process of `worker_type` with extra environment `env`. With
 /// `capture_output` its stdout and stderr are pipes for the master to forward (so
-/// they do not tear a progress bar); otherwise they are the master's.
+/// they do not tear a progress bar); otherwise they are the master's. Without
+/// `private_channel` the worker finds its master through `env` (the NATS mode).
 pub(crate) async fn spawn_worker(
     worker_type: &str,
     env: &[(String, String)],
     capture_output: bool,
+    private_channel: bool,
 ) -> io::Result<Spawned> {
-    let (master_end, worker_end) = UnixStream::pair()?;
-    let worker_end = above_stdio(worker_end)?;
+    let (master_end, worker_end) = match private_channel {
+        true => {
+            let (master_end, worker_end) = UnixStream::pair()?;
+            (Some(master_end), Some(above_stdio(worker_end)?))
+        }
+        false => (None, None),
+    };
+    let channel_fd = worker_end.as_ref().map(|end| end.as_raw_fd());
     let exe = std::env::current_exe()?;
     // On Linux, /proc/self/exe still starts this program after its file was replaced
     // or deleted (a rebuild during a long run); argv[0] keeps the real path.
@@ -58,7 +66,6 @@ pub(crate) async fn spawn_worker(
     command
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env(ENV_WORKER_TYPE, worker_type)
-        .env(ENV_CHANNEL_FD, worker_end.as_raw_fd().to_string())
         .stdin(std::process::Stdio::null())
         // Its own process group: a terminal's Ctrl-C reaches the master, which decides.
         .process_group(0);
@@ -67,7 +74,9 @@ pub(crate) async fn spawn_worker(
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
     }
-    let channel_fd = worker_end.as_raw_fd();
+    if let Some(fd) = channel_fd {
+        command.env(ENV_CHANNEL_FD, fd.to_string());
+    }
     let parent = std::process::id();
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (prctl, getppid, fcntl).
@@ -87,9 +96,11 @@ pub(crate) async fn spawn_worker(
             }
             #[cfg(not(target_os = "linux"))]
             let _ = parent;
-            let flags = libc::fcntl(channel_fd, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(channel_fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(io::Error::last_os_error());
+            if let Some(fd) = channel_fd {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -111,8 +122,13 @@ pub(crate) async fn spawn_worker(
     // Our copy of the worker's end must close, or the worker's exit would never
     // show as end-of-file here.
     drop(worker_end);
-    master_end.set_nonblocking(true)?;
-    let channel = tokio::net::UnixStream::from_std(master_end)?;
+    let channel = match master_end {
+        Some(master_end) => {
+            master_end.set_nonblocking(true)?;
+            Some(tokio::net::UnixStream::from_std(master_end)?)
+        }
+        None => None,
+    };
     Ok(Spawned { child, channel })
 }
 

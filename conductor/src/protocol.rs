@@ -26,9 +26,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Frames larger than this are refused unless the conductor sets another limit.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
 
-const KIND_CONTROL: u8 = 1;
+pub(crate) const KIND_CONTROL: u8 = 1;
 const KIND_JOBS: u8 = 2;
-const KIND_RESULTS: u8 = 3;
+pub(crate) const KIND_RESULTS: u8 = 3;
 
 /// What can go wrong with a frame: the peer broke the protocol.
 #[derive(Debug, thiserror::Error)]
@@ -297,7 +297,7 @@ impl BatchWriter {
         self.push_encoded(&header, output, "output", max_frame)
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "nats"))]
     pub fn push_job(&mut self, id: u64, payload: &[u8]) {
         self.put(&id.to_le_bytes());
         self.put(&(payload.len() as u32).to_le_bytes());

@@ -39,6 +39,21 @@ impl WorkerRegistration {
 
 inventory::collect!(WorkerRegistration);
 
+/// Every registered worker type with its job and output types.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) fn describe_all() -> Vec<(String, String, String)> {
+    inventory::iter::<WorkerRegistration>
+        .into_iter()
+        .map(|r| {
+            (
+                r.worker_type.to_string(),
+                (r.job_type)().to_string(),
+                (r.output_type)().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// Finds the registration of `worker_type`, refusing unknown and duplicated names.
 pub(crate) fn find(worker_type: &str) -> Result<&'static WorkerRegistration, Error> {
     let mut found: Option<&'static WorkerRegistration> = None;

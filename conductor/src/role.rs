@@ -14,9 +14,21 @@ use crate::worker_loop::{WorkerBoot, EXIT_SETUP};
 pub(crate) const ENV_WORKER_TYPE: &str = "CONDUCTOR_WORKER_TYPE";
 /// The inherited file descriptor of the worker's end of its private channel.
 pub(crate) const ENV_CHANNEL_FD: &str = "CONDUCTOR_CHANNEL_FD";
+/// The NATS server of the distributed mode: for a master, it switches the mode on;
+/// for a worker, it is where the run is.
+pub const ENV_NATS_URL: &str = "CONDUCTOR_NATS_URL";
+/// The name of a master's run in the distributed mode.
+pub const ENV_RUN: &str = "CONDUCTOR_RUN";
+/// Set to a run's name, makes this process a worker that joins that run.
+pub const ENV_JOIN: &str = "CONDUCTOR_JOIN";
+/// The id a master reserved for a worker process it started itself.
+pub(crate) const ENV_WORKER_ID: &str = "CONDUCTOR_WORKER_ID";
 
 /// Runs the worker and exits when this process was started as one; returns otherwise.
 pub(crate) fn dispatch_role() {
+    if let Some(run) = std::env::var_os(ENV_JOIN) {
+        join_run(&run.to_string_lossy());
+    }
     let Some(worker_type) = std::env::var_os(ENV_WORKER_TYPE) else {
         return;
     };
@@ -45,7 +57,59 @@ pub(crate) fn dispatch_role() {
         channel,
         worker_type,
     });
-    std::process::exit(code);
+    crate::worker_loop::exit_worker(code);
+}
+
+/// Joins the distributed run `run` as a worker (started by hand on any machine, or by
+/// the master itself), runs it, and exits.
+fn join_run(run: &str) -> ! {
+    let url = std::env::var(ENV_NATS_URL).ok();
+    let worker_type = std::env::var(ENV_WORKER_TYPE).ok();
+    let worker_id = std::env::var(ENV_WORKER_ID)
+        .ok()
+        .and_then(|id| id.parse::<u64>().ok());
+    for name in [
+        ENV_JOIN,
+        ENV_WORKER_TYPE,
+        ENV_WORKER_ID,
+        ENV_NATS_URL,
+        ENV_RUN,
+    ] {
+        std::env::remove_var(name);
+    }
+    name_process_after_program();
+    let Some(url) = url else {
+        eprintln!("conductor: {ENV_JOIN}={run} needs {ENV_NATS_URL}, the NATS server of the run");
+        std::process::exit(EXIT_SETUP);
+    };
+    #[cfg(feature = "nats")]
+    {
+        let joined = match crate::nats::bridge::join(&url, run, worker_type, worker_id) {
+            Ok(joined) => joined,
+            Err(reason) => {
+                eprintln!("conductor: cannot join run `{run}`: {reason}");
+                std::process::exit(EXIT_SETUP);
+            }
+        };
+        let registration = match registry::find(&joined.worker_type) {
+            Ok(registration) => registration,
+            Err(e) => refuse(joined.channel, &e.to_string()),
+        };
+        let code = (registration.run)(WorkerBoot {
+            channel: joined.channel,
+            worker_type: joined.worker_type,
+        });
+        crate::worker_loop::exit_worker(code);
+    }
+    #[cfg(not(feature = "nats"))]
+    {
+        let _ = (url, worker_type, worker_id);
+        eprintln!(
+            "conductor: cannot join run `{run}`: this program was built without conductor's \
+             `nats` feature"
+        );
+        std::process::exit(EXIT_SETUP);
+    }
 }
 
 /// Masters start workers through /proc/self/exe, so the kernel names them "exe";
@@ -89,13 +153,13 @@ fn refuse(channel: UnixStream, reason: &str) -> ! {
         reason: reason.to_string(),
     };
     let _ = channel.write_all(&crate::protocol::control_frame(&refusal));
-    std::process::exit(EXIT_SETUP);
+    crate::worker_loop::exit_worker(EXIT_SETUP);
 }
 
 /// Fails when this process was started as a worker but never dispatched its role:
 /// running the master's code here would start workers of workers without end.
 pub(crate) fn ensure_master() -> Result<(), crate::Error> {
-    if std::env::var_os(ENV_WORKER_TYPE).is_some() {
+    if std::env::var_os(ENV_WORKER_TYPE).is_some() || std::env::var_os(ENV_JOIN).is_some() {
         return Err(crate::Error::usage(
             "this process was started as a conductor worker but its role was never dispatched: \
              put #[conductor::main] on `main` (or conductor::test_support!() in a test crate)",

@@ -45,6 +45,31 @@ const NO_JOB: u64 = u64::MAX;
 /// How many jobs may run back to back before the job thread looks for messages.
 const INBOX_CHECK_EVERY: u32 = 32;
 
+/// Runs before a worker process exits: set by a transport whose last frames need
+/// time to leave the process (the NATS bridge).
+static BEFORE_EXIT: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>> = std::sync::OnceLock::new();
+
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) fn set_before_exit(hook: Box<dyn Fn() + Send + Sync>) {
+    let _ = BEFORE_EXIT.set(hook);
+}
+
+/// Ends the worker process, after the transport has sent what it holds. The first
+/// caller decides the exit code: a thread that sees the channel close because the
+/// process is already exiting must not turn a clean exit into "master gone".
+pub(crate) fn exit_worker(code: i32) -> ! {
+    static EXITING: AtomicBool = AtomicBool::new(false);
+    if EXITING.swap(true, Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+    if let Some(hook) = BEFORE_EXIT.get() {
+        hook();
+    }
+    std::process::exit(code)
+}
+
 /// What the role dispatch hands to a worker: its channel and the type it was asked for.
 pub struct WorkerBoot {
     pub(crate) channel: UnixStream,
@@ -155,7 +180,7 @@ fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) {
         .spawn(body)
     {
         eprintln!("conductor worker: cannot start thread {name}: {e}");
-        std::process::exit(EXIT_SETUP);
+        exit_worker(EXIT_SETUP);
     }
 }
 
@@ -386,7 +411,7 @@ fn read_loop(shared: &Arc<WorkerShared>, channel: UnixStream, inbox: mpsc::Unbou
             }
             Ok(ToWorker::Abort) => {
                 shared.log(format_args!("aborted by the master"));
-                std::process::exit(EXIT_ABORTED);
+                exit_worker(EXIT_ABORTED);
             }
             Ok(ToWorker::Config(_)) => shared.protocol_failure("a second handshake"),
             Err(e) => shared.protocol_failure(&e.to_string()),
@@ -542,12 +567,12 @@ impl WorkerShared {
         // Exit holding the channel, so no other thread starts a frame it cannot finish.
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writer.write_all(&control_frame(&ToMaster::Crash { reason, job }));
-        std::process::exit(EXIT_CRASHED)
+        exit_worker(EXIT_CRASHED)
     }
 
     fn master_gone(&self) -> ! {
         self.log(format_args!("the master is gone; exiting"));
-        std::process::exit(EXIT_MASTER_GONE)
+        exit_worker(EXIT_MASTER_GONE)
     }
 
     fn protocol_failure(&self, what: &str) -> ! {
@@ -555,7 +580,7 @@ impl WorkerShared {
             "conductor worker {}: protocol error from the master: {what}; exiting",
             self.id
         );
-        std::process::exit(EXIT_PROTOCOL)
+        exit_worker(EXIT_PROTOCOL)
     }
 
     fn log(&self, message: std::fmt::Arguments<'_>) {

@@ -1,0 +1,540 @@
+//! The worker's side of the NATS mode: a bridge between the run's streams and
+//! subjects and the ordinary worker loop.
+//!
+//! The worker loop is exactly the local one: it talks frames over a socketpair. The
+//! bridge holds the other end. It pulls jobs from the shared consumer and writes
+//! them as jobs frames; it stores each results frame in the results stream and only
+//! then acks the jobs it answers; it keeps the lease of held jobs with in-progress
+//! acks; and it carries control frames both ways on the run's subjects.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use async_nats::{Client, HeaderMap};
+use bytes::{BufMut, Bytes};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::Notify;
+
+use super::{
+    connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
+    HEADER_WORKER, HEARTBEAT, WORKERS_CONSUMER,
+};
+use crate::protocol::{
+    control_frame, decode_control, BatchWriter, FrameReader, ToMaster, ToWorker, KIND_CONTROL,
+    PROTOCOL_VERSION,
+};
+
+/// How long a pull waits for jobs before asking again.
+const PULL_WAIT: Duration = Duration::from_millis(500);
+const RETRY: Duration = Duration::from_millis(500);
+/// How long a worker started before its master waits for it.
+const MASTER_WAIT: Duration = Duration::from_secs(30);
+
+/// A worker that joined a run: its end of the socketpair, and what it runs.
+pub(crate) struct Joined {
+    pub channel: UnixStream,
+    pub worker_type: String,
+}
+
+/// Connects, asks the run's master to join, and starts the bridge on its own thread.
+/// An error is the reason the worker cannot join, for the operator.
+pub(crate) fn join(
+    url: &str,
+    run: &str,
+    worker_type: Option<String>,
+    worker_id: Option<u64>,
+) -> Result<Joined, String> {
+    let names = RunNames::new(run).map_err(|e| e.to_string())?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let url = url.to_string();
+    std::thread::Builder::new()
+        .name("conductor-nats".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("cannot start a tokio runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(run_bridge(url, names, worker_type, worker_id, ready_tx));
+        })
+        .map_err(|e| format!("cannot start the NATS bridge thread: {e}"))?;
+    ready_rx
+        .recv()
+        .map_err(|_| "the NATS bridge stopped before joining".to_string())?
+}
+
+type Ready = std::sync::mpsc::Sender<Result<Joined, String>>;
+
+async fn run_bridge(
+    url: String,
+    names: RunNames,
+    worker_type: Option<String>,
+    worker_id: Option<u64>,
+    ready: Ready,
+) {
+    let joined = match ask_to_join(&url, &names, worker_type, worker_id).await {
+        Ok(joined) => joined,
+        Err(reason) => {
+            let _ = ready.send(Err(reason));
+            return;
+        }
+    };
+    let Accepted {
+        client,
+        config_frame,
+        worker_id,
+        worker_type,
+        window,
+        ack_wait,
+        max_attempts,
+    } = joined;
+    let (ours, theirs) = match UnixStream::pair() {
+        Ok(pair) => pair,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot create the worker's channel: {e}")));
+            return;
+        }
+    };
+    let theirs_fd = theirs.as_raw_fd();
+    let ours = match ours
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(ours))
+    {
+        Ok(ours) => ours,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot set up the worker's channel: {e}")));
+            return;
+        }
+    };
+    let (read, write) = ours.into_split();
+    let bridge = Arc::new(Bridge {
+        client: client.clone(),
+        jetstream: jetstream::new(client),
+        names,
+        worker_id,
+        write: tokio::sync::Mutex::new(write),
+        held: Mutex::new(HashMap::new()),
+        room: Notify::new(),
+        stopping: std::sync::atomic::AtomicBool::new(false),
+        window,
+        max_attempts,
+    });
+    if bridge.write_frame(&config_frame).await.is_err() {
+        let _ = ready.send(Err("the worker's channel closed at once".into()));
+        return;
+    }
+    let control = match bridge
+        .client
+        .subscribe(bridge.names.worker_subject(worker_id))
+        .await
+    {
+        Ok(control) => control,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot subscribe to the master: {e}")));
+            return;
+        }
+    };
+    install_exit_hook(theirs_fd);
+    let _ = ready.send(Ok(Joined {
+        channel: theirs,
+        worker_type,
+    }));
+    let tasks = [
+        tokio::spawn(bridge.clone().carry_control(control)),
+        tokio::spawn(bridge.clone().pull_jobs()),
+        tokio::spawn(bridge.clone().keep_leases(ack_wait)),
+        tokio::spawn(bridge.clone().heartbeat()),
+    ];
+    // Runs until the worker loop closes its end (it exits).
+    bridge.clone().carry_frames(read).await;
+    for task in tasks {
+        task.abort();
+    }
+    bridge.give_back_held().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), bridge.client.flush()).await;
+    exit_hook_done();
+}
+
+struct Accepted {
+    client: Client,
+    config_frame: Bytes,
+    worker_id: u64,
+    worker_type: String,
+    window: usize,
+    ack_wait: Duration,
+    max_attempts: u32,
+}
+
+async fn ask_to_join(
+    url: &str,
+    names: &RunNames,
+    worker_type: Option<String>,
+    worker_id: Option<u64>,
+) -> Result<Accepted, String> {
+    let client = connect(url).await?;
+    let request = JoinRequest {
+        protocol: PROTOCOL_VERSION,
+        worker_type,
+        worker_id,
+        registered: crate::registry::describe_all(),
+        host: hostname(),
+        pid: std::process::id(),
+    };
+    let payload: Bytes = postcard::to_allocvec(&request)
+        .map_err(|e| e.to_string())?
+        .into();
+    // A worker may start before its master: it waits for one a while.
+    let deadline = tokio::time::Instant::now() + MASTER_WAIT;
+    let answer = loop {
+        let asked = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request(names.join_subject(), payload.clone()),
+        )
+        .await
+        .map_err(|_| format!("no answer from the master of run `{}`", names.run()))?;
+        match asked {
+            Ok(answer) => break answer,
+            Err(e)
+                if e.kind() == async_nats::client::RequestErrorKind::NoResponders
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
+                return Err(format!(
+                    "no master is running run `{}` on {url} (waited {MASTER_WAIT:?}; check the run name)",
+                    names.run()
+                ))
+            }
+            Err(e) => return Err(format!("cannot join run `{}`: {e}", names.run())),
+        }
+    };
+    match postcard::from_bytes::<JoinReply>(&answer.payload) {
+        Ok(JoinReply::Accepted {
+            config,
+            window,
+            ack_wait_ms,
+            max_attempts,
+        }) => Ok(Accepted {
+            client,
+            worker_id: config.worker_id,
+            worker_type: config.worker_type.clone(),
+            config_frame: control_frame(&ToWorker::Config(config)),
+            window: window.max(1) as usize,
+            ack_wait: Duration::from_millis(ack_wait_ms.max(100)),
+            max_attempts,
+        }),
+        Ok(JoinReply::Refused { reason }) => Err(format!(
+            "the master of run `{}` refused this worker: {reason}",
+            names.run()
+        )),
+        Err(e) => Err(format!("the master's answer is malformed: {e}")),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
+struct Bridge {
+    client: Client,
+    jetstream: jetstream::Context,
+    names: RunNames,
+    worker_id: u64,
+    write: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// Jobs handed to the worker loop and not yet answered, by job id.
+    held: Mutex<HashMap<u64, jetstream::Message>>,
+    /// Signalled when held jobs are answered.
+    room: Notify,
+    stopping: std::sync::atomic::AtomicBool,
+    window: usize,
+    max_attempts: u32,
+}
+
+impl Bridge {
+    fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_WORKER, self.worker_id.to_string().as_str());
+        headers
+    }
+
+    /// Writes a whole frame (header included) to the worker loop.
+    async fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
+        self.write.lock().await.write_all(frame).await
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, jetstream::Message>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Frames from the worker loop: results are stored, then their jobs acked;
+    /// control frames go to the master as they are.
+    async fn carry_frames(self: Arc<Self>, read: tokio::net::unix::OwnedReadHalf) {
+        let mut frames = FrameReader::new(read, usize::MAX >> 1);
+        while let Ok(Some(body)) = frames.next().await {
+            match body.first() {
+                Some(&crate::protocol::KIND_RESULTS) => self.store_results(body).await,
+                _ => {
+                    if let Some(payload) = body.get(1..) {
+                        if let Ok(ToMaster::Bye | ToMaster::Crash { .. }) =
+                            decode_control::<ToMaster>(payload)
+                        {
+                            self.stopping
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    let _ = self
+                        .client
+                        .publish_with_headers(self.names.master_subject(), self.headers(), body)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Stores a results frame until the server confirms, then acks its jobs.
+    async fn store_results(&self, body: Bytes) {
+        loop {
+            let stored = match self
+                .jetstream
+                .publish_with_headers(self.names.results_subject(), self.headers(), body.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match stored {
+                Ok(()) => break,
+                Err(e) => {
+                    eprintln!(
+                        "conductor worker {}: storing results failed, retrying: {e}",
+                        self.worker_id
+                    );
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+        let answered: Vec<jetstream::Message> = {
+            let mut held = self.held();
+            crate::protocol::ResultsReader::new(&body[1..])
+                .filter_map(|entry| entry.ok())
+                .filter_map(|entry| held.remove(&entry.id))
+                .collect()
+        };
+        for message in answered {
+            // If the ack is lost, the job comes back and its second answer is ignored.
+            let _ = message.ack().await;
+        }
+        self.room.notify_one();
+    }
+
+    /// Control frames from the master to the worker loop.
+    async fn carry_control(self: Arc<Self>, mut control: async_nats::Subscriber) {
+        while let Some(message) = control.next().await {
+            let body = message.payload;
+            // Anyone can publish on a subject: only a valid control frame goes through.
+            let decoded = match body.split_first() {
+                Some((&KIND_CONTROL, payload)) => {
+                    decode_control::<ToWorker>(payload).map_err(|e| e.to_string())
+                }
+                _ => Err("not a control frame".to_string()),
+            };
+            match decoded {
+                Ok(ToWorker::Stop | ToWorker::Abort) => {
+                    self.stopping
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.room.notify_one();
+                }
+                Ok(_) => {}
+                Err(reason) => {
+                    eprintln!(
+                        "conductor worker {}: a malformed message on {} was dropped: {reason}",
+                        self.worker_id, message.subject
+                    );
+                    continue;
+                }
+            }
+            let mut frame = Vec::with_capacity(body.len() + 4);
+            frame.put_u32_le(body.len() as u32);
+            frame.extend_from_slice(&body);
+            if self.write_frame(&frame).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Pulls jobs while the worker has room, and hands them over as jobs frames.
+    async fn pull_jobs(self: Arc<Self>) {
+        let mut consumer = None;
+        while !self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            let room = self.window.saturating_sub(self.held().len());
+            if room == 0 {
+                let _ = tokio::time::timeout(PULL_WAIT, self.room.notified()).await;
+                continue;
+            }
+            let Some(jobs) = self.consumer(&mut consumer).await else {
+                tokio::time::sleep(RETRY).await;
+                continue;
+            };
+            // What is there now, without waiting; if nothing, wait for the next one.
+            let mut messages = match take_jobs(&jobs, room, None).await {
+                Ok(messages) => messages,
+                Err(_) => {
+                    consumer = None;
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            };
+            if messages.is_empty() {
+                messages = match take_jobs(&jobs, 1, Some(PULL_WAIT)).await {
+                    Ok(messages) => messages,
+                    Err(_) => {
+                        consumer = None;
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                };
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            let mut frame = BatchWriter::jobs(4096);
+            let mut exhausted = BatchWriter::results(256);
+            for message in messages {
+                let Some(id) = header_u64(&message.message, HEADER_JOB) else {
+                    eprintln!(
+                        "conductor worker {}: a job message without a {HEADER_JOB} header was dropped",
+                        self.worker_id
+                    );
+                    let _ = message.ack_with(AckKind::Term).await;
+                    continue;
+                };
+                let delivered = message.info().map_or(1, |info| info.delivered);
+                if delivered > i64::from(self.max_attempts) {
+                    let error = format!(
+                        "its worker died or lost its lease on each of its {} attempts",
+                        self.max_attempts
+                    );
+                    exhausted.push_result(id, false, error.as_bytes());
+                    self.held().insert(id, message);
+                    continue;
+                }
+                frame.push_job(id, &message.message.payload);
+                self.held().insert(id, message);
+            }
+            if !exhausted.is_empty() {
+                let frame = exhausted.finish();
+                self.store_results(frame.slice(4..)).await;
+            }
+            if !frame.is_empty() && self.write_frame(&frame.finish()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn consumer(
+        &self,
+        consumer: &mut Option<jetstream::consumer::PullConsumer>,
+    ) -> Option<jetstream::consumer::PullConsumer> {
+        if consumer.is_none() {
+            let stream = self
+                .jetstream
+                .get_stream(self.names.jobs_stream())
+                .await
+                .ok()?;
+            *consumer = stream.get_consumer(WORKERS_CONSUMER).await.ok();
+        }
+        consumer.clone()
+    }
+
+    /// Hands unanswered jobs back to the queue at once, for another worker: a worker
+    /// that exits holding jobs (aborted, crashed) need not make them wait out the
+    /// ack wait. Only a worker killed outright leaves that to the server.
+    async fn give_back_held(&self) {
+        let held: Vec<jetstream::Message> = self.held().drain().map(|(_, m)| m).collect();
+        for message in held {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+
+    /// Tells the server the held jobs are still being worked on, so their lease holds.
+    async fn keep_leases(self: Arc<Self>, ack_wait: Duration) {
+        let every = (ack_wait / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(every).await;
+            let held: Vec<jetstream::Message> = self.held().values().cloned().collect();
+            for message in held {
+                let _ = message.ack_with(AckKind::Progress).await;
+            }
+        }
+    }
+
+    async fn heartbeat(self: Arc<Self>) {
+        loop {
+            let mut headers = self.headers();
+            headers.insert(HEADER_HEARTBEAT, "1");
+            let _ = self
+                .client
+                .publish_with_headers(self.names.master_subject(), headers, Bytes::new())
+                .await;
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+    }
+}
+
+/// Pulls up to `max` jobs: those available now (`wait` of `None`), or else waiting up
+/// to `wait` for them to arrive.
+async fn take_jobs(
+    consumer: &jetstream::consumer::PullConsumer,
+    max: usize,
+    wait: Option<Duration>,
+) -> Result<Vec<jetstream::Message>, async_nats::Error> {
+    let batch = match wait {
+        None => consumer.fetch().max_messages(max).messages().await?,
+        Some(wait) => {
+            consumer
+                .batch()
+                .max_messages(max)
+                .expires(wait)
+                .messages()
+                .await?
+        }
+    };
+    Ok(batch.filter_map(|m| async { m.ok() }).collect().await)
+}
+
+/// Set once the bridge has carried the worker's last frames.
+static BRIDGE_DONE: (Mutex<bool>, std::sync::Condvar) =
+    (Mutex::new(false), std::sync::Condvar::new());
+
+fn exit_hook_done() {
+    let (done, signal) = &BRIDGE_DONE;
+    *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    signal.notify_all();
+}
+
+/// Before the worker process exits, its last frames (results, the final stats, a bye
+/// or a crash) must still reach NATS: shutting the worker's end for writing lets the
+/// bridge read them to the end, and the exit waits (a little) for that.
+fn install_exit_hook(theirs: RawFd) {
+    crate::worker_loop::set_before_exit(Box::new(move || {
+        // SAFETY: shutdown(2) on the worker's own end of the pair; it stays open.
+        unsafe { libc::shutdown(theirs, libc::SHUT_WR) };
+        let (done, signal) = &BRIDGE_DONE;
+        let guard = done.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = signal.wait_timeout_while(guard, Duration::from_secs(3), |done| !*done);
+    }));
+}

@@ -1,0 +1,149 @@
+//! The distributed mode: workers on many machines through NATS JetStream.
+//!
+//! Every concept has its native counterpart. For a run named `R`:
+//!
+//! | conductor | NATS |
+//! |---|---|
+//! | the job queue | stream `CONDUCTOR_R_JOBS` (work-queue retention, file storage), one message per job |
+//! | workers taking jobs | the durable pull consumer `workers`, shared by every worker |
+//! | a dead worker's jobs | redelivered after the ack wait, each delivery an attempt |
+//! | `max_attempts` | `max_deliver = max_attempts + 1`: the extra delivery only reports the failure |
+//! | a long job's heartbeat | in-progress acks (`+WPI`) every third of the ack wait |
+//! | results | stream `CONDUCTOR_R_RESULTS`, one message per batch of results, kept until the run ends |
+//! | control frames (stats, messages, lookups, stop, abort) | subjects `conductor.R.master` and `conductor.R.worker.<id>` |
+//! | joining a run | a request on `conductor.R.join`, answered with the worker's settings or a refusal |
+//!
+//! A job is acked only after the results frame holding its answer is stored in the
+//! results stream, so an answer is never lost and a job never silently vanishes; the
+//! master settles each job id once, so a job run twice is still counted once.
+
+pub(crate) mod bridge;
+pub(crate) mod queue;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::protocol::WorkerConfig;
+
+/// Header naming the job a job message carries.
+pub(crate) const HEADER_JOB: &str = "Conductor-Job";
+/// Header naming the worker that sent a frame.
+pub(crate) const HEADER_WORKER: &str = "Conductor-Worker";
+/// Header marking a worker's keep-alive.
+pub(crate) const HEADER_HEARTBEAT: &str = "Conductor-Heartbeat";
+
+/// How long connecting may take before the run fails with a clear error.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a worker's bridge says it is alive.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// The names of one run's streams and subjects.
+#[derive(Debug, Clone)]
+pub(crate) struct RunNames {
+    run: String,
+}
+
+impl RunNames {
+    /// Checks that `run` can be part of stream and subject names.
+    pub fn new(run: &str) -> Result<Self, Error> {
+        let valid = !run.is_empty()
+            && run.len() <= 64
+            && run
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(Error::usage(format!(
+                "invalid run name {run:?}: use 1 to 64 ASCII letters, digits, `_` or `-`"
+            )));
+        }
+        Ok(RunNames {
+            run: run.to_string(),
+        })
+    }
+
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    pub fn jobs_stream(&self) -> String {
+        format!("CONDUCTOR_{}_JOBS", self.run)
+    }
+
+    pub fn jobs_subject(&self) -> String {
+        format!("conductor.{}.jobs", self.run)
+    }
+
+    pub fn results_stream(&self) -> String {
+        format!("CONDUCTOR_{}_RESULTS", self.run)
+    }
+
+    pub fn results_subject(&self) -> String {
+        format!("conductor.{}.results", self.run)
+    }
+
+    pub fn join_subject(&self) -> String {
+        format!("conductor.{}.join", self.run)
+    }
+
+    pub fn master_subject(&self) -> String {
+        format!("conductor.{}.master", self.run)
+    }
+
+    pub fn worker_subject(&self, worker_id: u64) -> String {
+        format!("conductor.{}.worker.{worker_id}", self.run)
+    }
+}
+
+/// The consumer every worker of a run pulls from.
+pub(crate) const WORKERS_CONSUMER: &str = "workers";
+
+/// What a worker says when it asks to join a run.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JoinRequest {
+    pub protocol: u32,
+    /// The type the operator asked for, if any; otherwise the run's.
+    pub worker_type: Option<String>,
+    /// Set for a worker the master started itself, which already has a slot.
+    pub worker_id: Option<u64>,
+    /// Every worker type this binary has: (type, job type, output type).
+    pub registered: Vec<(String, String, String)>,
+    pub host: String,
+    pub pid: u32,
+}
+
+/// The master's answer to a join.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum JoinReply {
+    Accepted {
+        config: WorkerConfig,
+        /// How many jobs the worker may hold at once.
+        window: u32,
+        ack_wait_ms: u64,
+        max_attempts: u32,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+/// Connects, failing within [`CONNECT_TIMEOUT`] with an error that names the URL.
+pub(crate) async fn connect(url: &str) -> Result<async_nats::Client, String> {
+    let options = async_nats::ConnectOptions::new()
+        .connection_timeout(CONNECT_TIMEOUT)
+        .ping_interval(Duration::from_secs(5))
+        .name("conductor");
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect(url)).await {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(format!("cannot reach the NATS server at {url}: {e}")),
+        Err(_) => Err(format!(
+            "cannot reach the NATS server at {url}: no answer within {CONNECT_TIMEOUT:?}"
+        )),
+    }
+}
+
+/// Reads a numeric header.
+pub(crate) fn header_u64(message: &async_nats::Message, name: &str) -> Option<u64> {
+    message.headers.as_ref()?.get(name)?.as_str().parse().ok()
+}

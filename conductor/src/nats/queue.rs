@@ -1,0 +1,473 @@
+//! The master's side of the NATS mode: the run's streams, the job publisher, and the
+//! tasks that turn what workers publish into the run loop's worker events.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::{Client, HeaderMap};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{
+    connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
+    HEADER_WORKER, WORKERS_CONSUMER,
+};
+use crate::error::Error;
+use crate::handle::{Shared, WorkerLink};
+use crate::link::Closed;
+use crate::master::{route_frame, FromWorker, WorkerEvent};
+use crate::protocol::JobQueue;
+use crate::role::{ENV_JOIN, ENV_NATS_URL, ENV_WORKER_ID};
+use crate::transport::{FrameSink, Transport};
+
+/// How long the master waits after a failed publish or subscription before retrying.
+const RETRY: Duration = Duration::from_millis(500);
+/// Results kept by the server per run: far more than any run needs, but bounded.
+const RESULTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// What the run needs to set up its queue.
+pub(crate) struct QueueSettings {
+    pub url: String,
+    pub run: String,
+    pub max_attempts: u32,
+    pub ack_wait: Duration,
+    /// Jobs each worker holds at once.
+    pub worker_window: usize,
+    /// Jobs published and not yet answered, at most.
+    pub queue_window: usize,
+}
+
+/// A run's JetStream queue, as the master's [`Transport`].
+pub(crate) struct NatsTransport {
+    names: RunNames,
+    url: String,
+    client: Client,
+    jetstream: jetstream::Context,
+    publish: mpsc::UnboundedSender<Bytes>,
+    queue_window: usize,
+    tasks: Vec<JoinHandle<()>>,
+    /// What a joining worker is told.
+    pub(crate) worker_window: usize,
+    pub(crate) ack_wait: Duration,
+    pub(crate) max_attempts: u32,
+}
+
+impl NatsTransport {
+    /// Connects, creates (or finds) the run's streams and starts listening.
+    pub async fn start(
+        settings: QueueSettings,
+        shared: Arc<Shared>,
+        to_master: mpsc::UnboundedSender<FromWorker>,
+    ) -> Result<NatsTransport, Error> {
+        let names = RunNames::new(&settings.run)?;
+        let client = connect(&settings.url).await.map_err(Error::transport)?;
+        let jetstream = jetstream::new(client.clone());
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            Error::transport(format!(
+                "run `{}` on {}: cannot {what}: {e}",
+                names.run(),
+                settings.url
+            ))
+        };
+        let jobs = jetstream
+            .get_or_create_stream(stream::Config {
+                name: names.jobs_stream(),
+                subjects: vec![names.jobs_subject()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail("create the jobs stream", &e))?;
+        jobs.get_or_create_consumer(
+            WORKERS_CONSUMER,
+            consumer::pull::Config {
+                durable_name: Some(WORKERS_CONSUMER.to_string()),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: settings.ack_wait,
+                // The last delivery only reports that the attempts are used up.
+                max_deliver: i64::from(settings.max_attempts) + 1,
+                max_ack_pending: (settings.queue_window as i64).max(1024),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| fail("create the workers' consumer", &e))?;
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: names.results_stream(),
+                subjects: vec![names.results_subject()],
+                storage: stream::StorageType::File,
+                max_age: RESULTS_MAX_AGE,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail("create the results stream", &e))?;
+
+        let (publish, jobs_rx) = mpsc::unbounded_channel();
+        let control = client
+            .subscribe(names.master_subject())
+            .await
+            .map_err(|e| fail("subscribe to its workers", &e))?;
+        let joins = client
+            .subscribe(names.join_subject())
+            .await
+            .map_err(|e| fail("listen for workers joining", &e))?;
+        let tasks = vec![
+            tokio::spawn(publish_jobs(
+                jetstream.clone(),
+                names.jobs_subject(),
+                jobs_rx,
+            )),
+            tokio::spawn(read_results(
+                jetstream.clone(),
+                names.results_stream(),
+                to_master.clone(),
+            )),
+            tokio::spawn(read_control(
+                control,
+                client.clone(),
+                names.clone(),
+                shared,
+                to_master.clone(),
+            )),
+            tokio::spawn(answer_joins(joins, client.clone(), to_master)),
+        ];
+        Ok(NatsTransport {
+            names,
+            url: settings.url,
+            client,
+            jetstream,
+            publish,
+            queue_window: settings.queue_window,
+            tasks,
+            worker_window: settings.worker_window,
+            ack_wait: settings.ack_wait,
+            max_attempts: settings.max_attempts,
+        })
+    }
+
+    /// Removes the run's streams (and with them its consumer): called when every job
+    /// is accounted for. A run that stopped early keeps them, to be resumed.
+    pub async fn remove_run(&self) -> Result<(), Error> {
+        for name in [self.names.jobs_stream(), self.names.results_stream()] {
+            if let Err(e) = self.jetstream.delete_stream(&name).await {
+                return Err(Error::transport(format!(
+                    "cannot delete stream {name}: {e}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until everything published has left for the server.
+    pub async fn flush(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+    }
+
+    pub fn run(&self) -> &str {
+        self.names.run()
+    }
+}
+
+impl Drop for NatsTransport {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Transport for NatsTransport {
+    fn is_queue(&self) -> bool {
+        true
+    }
+
+    fn private_channel(&self) -> bool {
+        false
+    }
+
+    fn worker_env(&self, worker_id: u64) -> Vec<(String, String)> {
+        vec![
+            (ENV_NATS_URL.to_string(), self.url.clone()),
+            (ENV_JOIN.to_string(), self.names.run().to_string()),
+            (ENV_WORKER_ID.to_string(), worker_id.to_string()),
+        ]
+    }
+
+    fn link_for(&self, worker_id: u64) -> Option<WorkerLink> {
+        Some(NatsLink::start(
+            self.client.clone(),
+            self.names.worker_subject(worker_id),
+        ))
+    }
+
+    fn enqueue(&self, jobs: Bytes) {
+        let _ = self.publish.send(jobs);
+    }
+
+    fn queue_window(&self) -> usize {
+        self.queue_window
+    }
+}
+
+/// Frames for one worker, published in order on its subject.
+pub(crate) struct NatsLink {
+    frames: mpsc::UnboundedSender<Bytes>,
+    closed: AtomicBool,
+}
+
+impl NatsLink {
+    pub fn start(client: Client, subject: String) -> WorkerLink {
+        let (frames, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        tokio::spawn(async move {
+            while let Some(body) = rx.recv().await {
+                if client.publish(subject.clone(), body).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Arc::new(NatsLink {
+            frames,
+            closed: AtomicBool::new(false),
+        })
+    }
+}
+
+impl FrameSink for NatsLink {
+    fn send(&self, mut frame: Bytes) -> Result<(), Closed> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Closed);
+        }
+        // Messages have their own length: only the frame's body travels.
+        let body = frame.split_off(4.min(frame.len()));
+        self.frames.send(body).map_err(|_| Closed)
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Publishes each job of each jobs frame as its own message, so that each is acked,
+/// redelivered and counted on its own. Waits for the server's acks a frame at a time;
+/// a publish that fails (the server restarting) is retried until it is stored.
+async fn publish_jobs(
+    jetstream: jetstream::Context,
+    subject: String,
+    mut frames: mpsc::UnboundedReceiver<Bytes>,
+) {
+    while let Some(mut frame) = frames.recv().await {
+        // Length and kind.
+        let body = frame.split_off(5.min(frame.len()));
+        let mut queue = JobQueue::default();
+        queue.push_frame(body);
+        let mut jobs = Vec::new();
+        while let Some(Ok((id, payload))) = queue.pop() {
+            jobs.push((id, Bytes::copy_from_slice(payload)));
+        }
+        let mut waiting = Vec::with_capacity(jobs.len());
+        for (id, payload) in &jobs {
+            waiting.push(publish_job(&jetstream, &subject, *id, payload.clone()).await);
+        }
+        for ((id, payload), ack) in jobs.into_iter().zip(waiting) {
+            let stored = match ack {
+                Some(ack) => ack.await.is_ok(),
+                None => false,
+            };
+            if !stored {
+                store_job(&jetstream, &subject, id, payload).await;
+            }
+        }
+    }
+}
+
+async fn publish_job(
+    jetstream: &jetstream::Context,
+    subject: &str,
+    id: u64,
+    payload: Bytes,
+) -> Option<jetstream::context::PublishAckFuture> {
+    let mut headers = HeaderMap::new();
+    headers.insert(HEADER_JOB, id.to_string().as_str());
+    // A job published twice (a retry after a lost ack) is stored once.
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.to_string().as_str());
+    jetstream
+        .publish_with_headers(subject.to_string(), headers, payload)
+        .await
+        .ok()
+}
+
+/// Publishes one job until the server confirms it.
+async fn store_job(jetstream: &jetstream::Context, subject: &str, id: u64, payload: Bytes) {
+    loop {
+        if let Some(ack) = publish_job(jetstream, subject, id, payload.clone()).await {
+            match ack.await {
+                Ok(_) => return,
+                Err(e) => tracing::warn!(job_id = id, "publishing a job failed, retrying: {e}"),
+            }
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Reads the results stream from the start: every results frame any worker stored,
+/// including those stored while no master was listening. The run loop settles each
+/// job once, so frames read twice after a reconnect change nothing.
+async fn read_results(
+    jetstream: jetstream::Context,
+    stream_name: String,
+    to_master: mpsc::UnboundedSender<FromWorker>,
+) {
+    let mut next_sequence = 1;
+    loop {
+        let consumer = match results_consumer(&jetstream, &stream_name, next_sequence).await {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                tracing::warn!("cannot read the results stream {stream_name}, retrying: {e}");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let mut messages = match consumer
+            .stream()
+            .heartbeat(Duration::from_secs(5))
+            .messages()
+            .await
+        {
+            Ok(messages) => messages,
+            Err(e) => {
+                tracing::warn!("cannot read the results stream {stream_name}, retrying: {e}");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(message) => message,
+                // Recreated from where it stopped, whatever went wrong.
+                Err(_) => break,
+            };
+            if let Ok(info) = message.info() {
+                next_sequence = info.stream_sequence + 1;
+            }
+            let Some(worker_id) = header_u64(&message, HEADER_WORKER) else {
+                tracing::warn!(
+                    "a results message without a valid {HEADER_WORKER} header was ignored"
+                );
+                continue;
+            };
+            let mut body = message.message.payload.clone();
+            // Only results frames belong here.
+            if body.first() != Some(&crate::protocol::KIND_RESULTS) {
+                tracing::warn!(worker_id, "a malformed results message was ignored");
+                continue;
+            }
+            let results = body.split_off(1);
+            let _ = to_master.send(FromWorker {
+                worker_id,
+                event: WorkerEvent::Results(results),
+            });
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+async fn results_consumer(
+    jetstream: &jetstream::Context,
+    stream_name: &str,
+    start_sequence: u64,
+) -> Result<consumer::PullConsumer, async_nats::Error> {
+    let stream = jetstream.get_stream(stream_name).await?;
+    let consumer = stream
+        .create_consumer(consumer::pull::Config {
+            ack_policy: consumer::AckPolicy::None,
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence },
+            inactive_threshold: Duration::from_secs(60),
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer)
+}
+
+/// Turns control frames from workers into worker events (or answers them on the spot,
+/// like lookups). A message that is not a valid frame is reported and dropped.
+async fn read_control(
+    mut control: async_nats::Subscriber,
+    client: Client,
+    names: RunNames,
+    shared: Arc<Shared>,
+    to_master: mpsc::UnboundedSender<FromWorker>,
+) {
+    while let Some(message) = control.next().await {
+        let Some(worker_id) = header_u64(&message, HEADER_WORKER) else {
+            tracing::warn!(
+                subject = %message.subject,
+                "a message without a valid {HEADER_WORKER} header was ignored"
+            );
+            continue;
+        };
+        let send = |event| {
+            let _ = to_master.send(FromWorker { worker_id, event });
+        };
+        let heartbeat = message
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.get(HEADER_HEARTBEAT).is_some());
+        if heartbeat {
+            send(WorkerEvent::Heartbeat);
+            continue;
+        }
+        let link = shared
+            .lock_links()
+            .get(&worker_id)
+            .cloned()
+            .unwrap_or_else(|| NatsLink::start(client.clone(), names.worker_subject(worker_id)));
+        if let Err(reason) = route_frame(worker_id, message.payload, &shared, &link, &send) {
+            tracing::warn!(
+                worker_id,
+                "a malformed message from a worker was ignored: {reason}"
+            );
+            send(WorkerEvent::Malformed(reason));
+        }
+    }
+}
+
+/// Answers workers that ask to join: the run loop decides, this task only carries
+/// the question and the answer.
+async fn answer_joins(
+    mut joins: async_nats::Subscriber,
+    client: Client,
+    to_master: mpsc::UnboundedSender<FromWorker>,
+) {
+    while let Some(message) = joins.next().await {
+        let Some(reply_to) = message.reply.clone() else {
+            continue;
+        };
+        let answer = match postcard::from_bytes::<JoinRequest>(&message.payload) {
+            Ok(request) => {
+                let (reply, answer) = oneshot::channel();
+                let _ = to_master.send(FromWorker {
+                    worker_id: 0,
+                    event: WorkerEvent::Join { request, reply },
+                });
+                match tokio::time::timeout(Duration::from_secs(5), answer).await {
+                    Ok(Ok(answer)) => answer,
+                    _ => JoinReply::Refused {
+                        reason: "the master is shutting down".into(),
+                    },
+                }
+            }
+            Err(e) => JoinReply::Refused {
+                reason: format!("malformed join request: {e}"),
+            },
+        };
+        if let Ok(bytes) = postcard::to_allocvec(&answer) {
+            let _ = client.publish(reply_to, bytes.into()).await;
+        }
+    }
+}

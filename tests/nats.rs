@@ -1,0 +1,331 @@
+//! The distributed mode against a real NATS server with JetStream (127.0.0.1:4222,
+//! or `CONDUCTOR_TEST_NATS_URL`). Without a server these tests say so and pass, so
+//! that `cargo test` works on a machine with only the Rust toolchain; CI sets
+//! `CONDUCTOR_REQUIRE_NATS=1`, which makes a missing server a failure.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use conductor::{Conductor, Event, Running, Worker};
+
+conductor::test_support!();
+
+/// Squares `n` after `ms` milliseconds; answers which worker ran it.
+#[conductor::worker(type = "nats_square")]
+fn nats_square(job: (u64, u64), worker: &Worker) -> anyhow::Result<(u64, u64)> {
+    let (n, ms) = job;
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok((worker.id(), n * n))
+}
+
+#[conductor::worker(type = "nats_cube")]
+fn nats_cube(job: u64) -> anyhow::Result<u64> {
+    Ok(job * job * job)
+}
+
+/// Job 7 kills whichever worker runs it.
+#[conductor::worker(type = "nats_poison")]
+fn nats_poison(job: u64) -> anyhow::Result<u64> {
+    if job == 7 {
+        std::process::abort();
+    }
+    Ok(job)
+}
+
+fn nats_url() -> Option<String> {
+    let url = std::env::var("CONDUCTOR_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string());
+    let address = url.trim_start_matches("nats://").to_string();
+    let reachable = std::net::TcpStream::connect_timeout(
+        &address.parse().expect("a host:port address"),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    if reachable {
+        return Some(url);
+    }
+    let required = std::env::var("CONDUCTOR_REQUIRE_NATS").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "no NATS server at {url}, and CONDUCTOR_REQUIRE_NATS=1: start nats-server -js"
+    );
+    eprintln!("SKIPPED: no NATS server at {url} (set CONDUCTOR_REQUIRE_NATS=1 to fail instead)");
+    None
+}
+
+/// A run name no other test (or earlier test run) uses.
+fn unique_run(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("test-{name}-{}-{nanos}", std::process::id())
+}
+
+/// This test binary, started as a worker that joins `run` by hand.
+fn hand_worker(url: &str, run: &str, worker_type: Option<&str>) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "__conductor_worker_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CONDUCTOR_NATS_URL", url)
+        .env("CONDUCTOR_JOIN", run)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(worker_type) = worker_type {
+        command.env("CONDUCTOR_WORKER_TYPE", worker_type);
+    }
+    command.spawn().expect("the worker starts")
+}
+
+/// Every output by job id (each exactly once), and the report.
+async fn collect<J, O: Clone>(
+    mut running: Running<J, O>,
+) -> (BTreeMap<u64, O>, conductor::Report<J>) {
+    let mut outputs = BTreeMap::new();
+    while let Some(event) = running.next_event().await {
+        if let Event::Output(output) = event {
+            assert!(
+                outputs.insert(output.id, output.output).is_none(),
+                "job {} answered twice",
+                output.id
+            );
+        }
+    }
+    let report = running.wait().await.expect("the run ends without error");
+    (outputs, report)
+}
+
+async fn stream_exists(url: &str, name: &str) -> bool {
+    let client = async_nats::connect(url).await.expect("the test connects");
+    let jetstream = async_nats::jetstream::new(client);
+    jetstream.get_stream(name).await.is_ok()
+}
+
+#[tokio::test]
+async fn a_run_over_nats_runs_every_job_once_and_removes_its_streams() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("basic");
+    let running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+        .nats(&url)
+        .run_name(&run)
+        .worker_limit(2)
+        .logging(false)
+        .jobs((0..2000).map(|n| (n, 0)))
+        .start()
+        .unwrap();
+    let (outputs, report) = collect(running).await;
+    assert!(report.all_completed(), "{report:?}");
+    assert_eq!(outputs.len(), 2000);
+    for (id, (_, square)) in &outputs {
+        assert_eq!(*square, id * id);
+    }
+    assert!(!stream_exists(&url, &format!("CONDUCTOR_{run}_JOBS")).await);
+    assert!(!stream_exists(&url, &format!("CONDUCTOR_{run}_RESULTS")).await);
+}
+
+#[tokio::test]
+async fn hand_started_workers_join_and_a_killed_one_loses_no_job() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("joined");
+    let mut running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+        .nats(&url)
+        .run_name(&run)
+        .worker_limit(1)
+        .prefetch(4)
+        .ack_wait(Duration::from_secs(1))
+        .logging(false)
+        .jobs((0..1500).map(|n| (n, 2)))
+        .start()
+        .unwrap();
+    let mut hands: Vec<Child> = (0..3).map(|_| hand_worker(&url, &run, None)).collect();
+    let mut outputs = BTreeMap::new();
+    let mut by_worker: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut killed = None;
+    while let Some(event) = running.next_event().await {
+        if let Event::Output(output) = event {
+            let (worker_id, square) = output.output;
+            assert_eq!(square, output.id * output.id);
+            assert!(
+                outputs.insert(output.id, worker_id).is_none(),
+                "job {} twice",
+                output.id
+            );
+            *by_worker.entry(worker_id).or_default() += 1;
+            // Once every hand worker has answered, kill one of them mid-run.
+            if killed.is_none() && by_worker.len() >= 4 {
+                let victim = &mut hands[1];
+                victim.kill().expect("SIGKILL");
+                killed = Some(victim.id());
+            }
+        }
+    }
+    let report = running.wait().await.unwrap();
+    assert!(
+        killed.is_some(),
+        "the hand workers never ran jobs: {by_worker:?}"
+    );
+    assert!(report.all_completed(), "{report:?}");
+    assert_eq!(report.failed(), 0);
+    assert_eq!(outputs.len(), 1500, "every job exactly once");
+    assert!(by_worker.len() >= 4, "distinct worker ids: {by_worker:?}");
+    for (n, hand) in hands.into_iter().enumerate() {
+        let output = hand.wait_with_output().unwrap();
+        if n != 1 {
+            assert!(
+                output.status.success(),
+                "hand worker {n} left with {}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_runs_on_one_server_never_see_each_others_jobs() {
+    let Some(url) = nats_url() else { return };
+    let start = |run: String, base: u64| {
+        Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+            .nats(&url)
+            .run_name(run)
+            .worker_limit(1)
+            .logging(false)
+            .jobs((base..base + 400).map(|n| (n, 1)))
+            .start()
+            .unwrap()
+    };
+    let first = start(unique_run("first"), 0);
+    let second = start(unique_run("second"), 1_000_000);
+    let ((first, first_report), (second, second_report)) =
+        tokio::join!(collect(first), collect(second));
+    assert!(first_report.all_completed() && second_report.all_completed());
+    assert_eq!((first.len(), second.len()), (400, 400));
+    assert!(first.values().all(|(_, square)| *square < 400 * 400));
+    assert!(second
+        .values()
+        .all(|(_, square)| *square >= 1_000_000 * 1_000_000));
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_clear_error_within_seconds() {
+    let started = Instant::now();
+    let error = Conductor::<u64, u64>::new("nats_cube")
+        .nats("nats://127.0.0.1:1")
+        .logging(false)
+        .jobs(0..10)
+        .run()
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(error.is_transport(), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("cannot reach the NATS server at nats://127.0.0.1:1"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let mut rest = error.take_unsubmitted::<u64>().expect("the jobs come back");
+    assert_eq!(rest.next().await, Some(0));
+}
+
+#[tokio::test]
+async fn a_worker_of_another_type_is_refused_with_a_clear_error() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("refuse");
+    let running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+        .nats(&url)
+        .run_name(&run)
+        .worker_limit(1)
+        .logging(false)
+        .jobs((0..300).map(|n| (n, 5)))
+        .start()
+        .unwrap();
+    let stranger = tokio::task::spawn_blocking({
+        let (url, run) = (url.clone(), run.clone());
+        move || {
+            // Give the master a moment to listen.
+            std::thread::sleep(Duration::from_millis(300));
+            hand_worker(&url, &run, Some("nats_cube"))
+                .wait_with_output()
+                .unwrap()
+        }
+    });
+    let (outputs, report) = collect(running).await;
+    let stranger = stranger.await.unwrap();
+    assert_eq!(stranger.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&stranger.stderr);
+    assert!(
+        stderr.contains("refused this worker")
+            && stderr.contains("runs workers of type `nats_square`, not `nats_cube`"),
+        "{stderr}"
+    );
+    assert!(report.all_completed());
+    assert_eq!(outputs.len(), 300);
+}
+
+#[tokio::test]
+async fn malformed_messages_are_reported_and_change_nothing() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("malformed");
+    let running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+        .nats(&url)
+        .run_name(&run)
+        .worker_limit(2)
+        .logging(false)
+        .jobs((0..400).map(|n| (n, 2)))
+        .start()
+        .unwrap();
+    let client = async_nats::connect(&url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Conductor-Worker", "1");
+    for subject in ["master", "join", "results", "worker.1"] {
+        let subject = format!("conductor.{run}.{subject}");
+        client
+            .publish(subject.clone(), "garbage".into())
+            .await
+            .unwrap();
+        client
+            .publish_with_headers(subject, headers.clone(), vec![1, 0xff, 0xff].into())
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let (outputs, report) = collect(running).await;
+    assert!(report.all_completed(), "{report:?}");
+    assert_eq!(outputs.len(), 400);
+}
+
+#[tokio::test]
+async fn a_job_that_kills_its_workers_fails_after_its_attempts() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("poison");
+    let report = Conductor::<u64, u64>::new("nats_poison")
+        .nats(&url)
+        .run_name(&run)
+        .worker_limit(2)
+        .prefetch(1)
+        .max_attempts(2)
+        .ack_wait(Duration::from_millis(500))
+        .logging(false)
+        .jobs(0..30)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.completed(), 29, "{report:?}");
+    let failures = report.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].job, 7);
+    assert!(
+        failures[0].error.contains("2 attempts"),
+        "{}",
+        failures[0].error
+    );
+}
