@@ -329,3 +329,213 @@ async fn a_job_that_kills_its_workers_fails_after_its_attempts() {
         failures[0].error
     );
 }
+
+/// Appends the job to the file in `TEST_JOB_LOG`, so a test can count executions.
+#[conductor::worker(type = "nats_logged")]
+fn nats_logged(job: u64) -> anyhow::Result<u64> {
+    use std::io::Write;
+    std::thread::sleep(Duration::from_millis(3));
+    let path = std::env::var("TEST_JOB_LOG")?;
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    log.write_all(format!("{job}\n").as_bytes())?;
+    Ok(job)
+}
+
+/// The master of the resume test, run in a child process of that test (and a no-op
+/// in an ordinary test run).
+#[tokio::test]
+async fn resumable_master_entry() {
+    let (Ok(url), Ok(run), Ok(log)) = (
+        std::env::var("TEST_MASTER_URL"),
+        std::env::var("TEST_MASTER_RUN"),
+        std::env::var("TEST_JOB_LOG"),
+    ) else {
+        return;
+    };
+    let report = Conductor::<u64, u64>::new("nats_logged")
+        .nats(url)
+        .run_name(run)
+        .worker_limit(2)
+        .worker_env("TEST_JOB_LOG", log)
+        .ack_wait(Duration::from_secs(1))
+        .logging(false)
+        .jobs(0..600)
+        .run()
+        .await
+        .unwrap();
+    println!(
+        "RESULT completed={} skipped={} failed={}",
+        report.completed(),
+        report.skipped(),
+        report.failed()
+    );
+}
+
+fn job_log(path: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_killed_master_is_resumed_by_its_run_name_without_redoing_finished_jobs() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("resume");
+    let log = std::env::temp_dir().join(format!("{run}.log"));
+    let master = || {
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "resumable_master_entry",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("TEST_MASTER_URL", &url)
+            .env("TEST_MASTER_RUN", &run)
+            .env("TEST_JOB_LOG", &log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = master();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while job_log(&log).len() < 150 {
+        assert!(Instant::now() < deadline, "the first master ran nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let ran_before = job_log(&log).len();
+
+    let second = master().wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.find("RESULT ").map(|at| &l[at..]))
+        .unwrap_or_else(|| panic!("no result from the second master:\n{stdout}"));
+    let figure = |name: &str| -> u64 {
+        let at = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        line[at..].split(' ').next().unwrap().parse().unwrap()
+    };
+    let (completed, skipped) = (figure("completed"), figure("skipped"));
+    assert_eq!(figure("failed"), 0, "{line}");
+    assert_eq!(
+        completed + skipped,
+        600,
+        "every job accounted for once: {line}"
+    );
+    assert!(skipped > 0, "the second master found nothing done: {line}");
+
+    let runs = job_log(&log);
+    let mut count = BTreeMap::new();
+    for job in &runs {
+        *count.entry(*job).or_insert(0u32) += 1;
+    }
+    assert_eq!(count.len(), 600, "every job ran");
+    // Only jobs in flight when the master died may have run twice.
+    let again = runs.len() - 600;
+    assert!(
+        again <= 2 * 32 + 4,
+        "{again} jobs ran again ({ran_before} ran before the kill)"
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+/// A NATS server of the test's own, on its own port and store, to stop and restart.
+struct OwnServer {
+    child: Child,
+    port: u16,
+    store: std::path::PathBuf,
+}
+
+impl OwnServer {
+    fn start(port: u16, store: &std::path::Path) -> Option<OwnServer> {
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(OwnServer {
+            child,
+            port,
+            store: store.to_path_buf(),
+        })
+    }
+
+    fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let again = OwnServer::start(self.port, &self.store).expect("nats-server restarts");
+        let old = std::mem::replace(self, again);
+        std::mem::forget(old);
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarted_mid_run_loses_nothing() {
+    if nats_url().is_none() {
+        return;
+    }
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let store = std::env::temp_dir().join(format!("conductor-nats-store-{port}"));
+    let _ = std::fs::remove_dir_all(&store);
+    let Some(mut server) = OwnServer::start(port, &store) else {
+        let required = std::env::var("CONDUCTOR_REQUIRE_NATS").is_ok_and(|v| v == "1");
+        assert!(!required, "nats-server cannot be started");
+        eprintln!("SKIPPED: no nats-server binary");
+        return;
+    };
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+        .nats(&url)
+        .run_name(unique_run("restart"))
+        .worker_limit(2)
+        .ack_wait(Duration::from_secs(2))
+        .logging(false)
+        .jobs((0..3000).map(|n| (n, 1)))
+        .start()
+        .unwrap();
+    let mut outputs = BTreeMap::new();
+    let mut restarted = false;
+    while let Some(event) = running.next_event().await {
+        if let Event::Output(output) = event {
+            assert_eq!(output.output.1, output.id * output.id);
+            assert!(
+                outputs.insert(output.id, ()).is_none(),
+                "job {} twice",
+                output.id
+            );
+            if outputs.len() == 500 && !restarted {
+                restarted = true;
+                tokio::task::block_in_place(|| server.restart());
+            }
+        }
+    }
+    let report = running.wait().await.unwrap();
+    assert!(restarted);
+    assert!(report.all_completed(), "{report:?}");
+    assert_eq!(outputs.len(), 3000, "every job exactly once");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&store);
+}

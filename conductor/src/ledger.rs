@@ -81,6 +81,8 @@ pub(crate) struct Ledger<J> {
     workers: HashMap<u64, WorkerQueue<J>>,
     in_flight: usize,
     submitted: u64,
+    /// The id the next job from the source gets: its position in the source.
+    next_id: u64,
     completed: u64,
     failed: u64,
     max_attempts: u32,
@@ -95,6 +97,7 @@ impl<J> Ledger<J> {
             workers: HashMap::new(),
             in_flight: 0,
             submitted: 0,
+            next_id: 0,
             completed: 0,
             failed: 0,
             max_attempts: max_attempts.max(1),
@@ -103,7 +106,8 @@ impl<J> Ledger<J> {
 
     /// Takes a new job; returns its id (its position in submission order).
     pub fn submit(&mut self, job: J) -> u64 {
-        let id = self.submitted;
+        let id = self.next_id;
+        self.next_id += 1;
         self.submitted += 1;
         self.fresh.push_back(PendingJob {
             id,
@@ -111,6 +115,30 @@ impl<J> Ledger<J> {
             attempts: 0,
         });
         id
+    }
+
+    /// The id the next job from the source will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Passes over the next job of the source: an earlier run finished it.
+    pub fn pass_over(&mut self) {
+        self.next_id += 1;
+    }
+
+    /// Takes the next job of the source as failed already (in an earlier run).
+    pub fn submit_failed(&mut self, job: J, error: String) -> Failure<J> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.submitted += 1;
+        self.failed += 1;
+        Failure {
+            id,
+            job,
+            error,
+            attempts: 1,
+        }
     }
 
     pub fn submitted(&self) -> u64 {

@@ -7,7 +7,7 @@
 //! → [`Master::on_results`] → [`Ledger::settle`] → an [`Event::Output`] or
 //! [`Event::Failed`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::marker::PhantomData;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::Ordering;
@@ -114,6 +114,9 @@ pub(crate) enum WorkerEvent {
     /// The worker broke the protocol; its reader stopped.
     Broken(String),
     Exited(std::io::Result<std::process::ExitStatus>),
+    /// The results a resumed run had stored before this master started are read.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    CaughtUp,
     /// A remote worker is alive.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     Heartbeat,
@@ -193,6 +196,14 @@ pub(crate) struct Master<J, O> {
     signals_handled: u32,
     interrupted: Option<Interrupt>,
     transport: Arc<dyn Transport>,
+    /// Jobs a resumed run finished before this master pulled them: `None` if they
+    /// completed, the error if they failed.
+    settled_before: HashMap<u64, Option<String>>,
+    /// Jobs passed over because an earlier master of this run finished them.
+    resumed: u64,
+    /// A resumed distributed run reads what it already finished before it takes
+    /// jobs from the source.
+    replaying: bool,
     #[cfg(feature = "nats")]
     nats: Option<Arc<crate::nats::queue::NatsTransport>>,
     _output: PhantomData<fn() -> O>,
@@ -289,6 +300,12 @@ where
             signals_handled: 0,
             interrupted: None,
             transport,
+            settled_before: HashMap::new(),
+            resumed: 0,
+            #[cfg(feature = "nats")]
+            replaying: nats.as_ref().is_some_and(|n| n.replaying()),
+            #[cfg(not(feature = "nats"))]
+            replaying: false,
             #[cfg(feature = "nats")]
             nats,
             _output: PhantomData,
@@ -402,6 +419,9 @@ where
     /// How many more jobs to pull from the source now: enough to refill every
     /// worker's window, so memory stays flat however long the source is.
     fn wanted_jobs(&self) -> usize {
+        if self.replaying {
+            return 0;
+        }
         let windows: usize = match self.transport.is_queue() {
             true => self.transport.queue_window(),
             false => self.workers.values().map(|w| w.pacer.window()).sum(),
@@ -414,9 +434,24 @@ where
         for job in pulled.drain(..) {
             if let Some(journal) = &mut self.journal {
                 // Done in an earlier run: it never enters this one.
-                if !journal.admit(&job, self.ledger.submitted()) {
+                if !journal.admit(&job, self.ledger.next_id()) {
+                    self.ledger.pass_over();
                     continue;
                 }
+            }
+            // A resumed distributed run: an earlier master saw this job through.
+            if let Some(before) = self.settled_before.remove(&self.ledger.next_id()) {
+                match before {
+                    None => {
+                        self.ledger.pass_over();
+                        self.resumed += 1;
+                    }
+                    Some(error) => {
+                        let failure = self.ledger.submit_failed(job, error);
+                        self.record_failure(failure);
+                    }
+                }
+                continue;
             }
             self.ledger.submit(job);
         }
@@ -658,6 +693,10 @@ where
             }
             event => event,
         };
+        if let WorkerEvent::CaughtUp = event {
+            self.replaying = false;
+            return;
+        }
         match self.workers.get_mut(&worker_id) {
             Some(slot) => slot.last_seen = Instant::now(),
             // Results in a shared queue count whoever sent them, even a worker long
@@ -712,7 +751,7 @@ where
                     }
                 }
             }
-            WorkerEvent::Heartbeat => {}
+            WorkerEvent::Heartbeat | WorkerEvent::CaughtUp => {}
             WorkerEvent::Malformed(reason) => {
                 log!(
                     self,
@@ -904,6 +943,12 @@ where
                 Ok(_) => Ok(()),
                 Err(error) => Err(String::from_utf8_lossy(error).into_owned()),
             };
+            if holder == QUEUE && entry.id >= self.ledger.next_id() {
+                // Finished before this master took the job from its source: a run
+                // resumed after its master stopped. Kept until the source gets there.
+                self.settled_before.insert(entry.id, outcome.err());
+                continue;
+            }
             let Some(settled) = self.ledger.settle(holder, entry.id, outcome, now) else {
                 continue;
             };
@@ -1261,8 +1306,13 @@ where
         }
     }
 
+    /// Jobs of the source not run because an earlier run finished them.
+    fn skipped(&self) -> u64 {
+        self.journal.as_ref().map_or(0, Journal::skipped) + self.resumed
+    }
+
     fn show_progress(&mut self) {
-        let skipped = self.journal.as_ref().map_or(0, Journal::skipped);
+        let skipped = self.skipped();
         self.progress.update(
             self.ledger.completed() + self.ledger.failed(),
             self.ledger.failed(),
@@ -1340,7 +1390,7 @@ where
         self.write_journal();
         self.show_progress();
         self.progress.finish();
-        let skipped = self.journal.as_ref().map_or(0, Journal::skipped);
+        let skipped = self.skipped();
         // Events not delivered by now are dropped; the report has what matters.
         self.pending_events.clear();
         self.shared.processing.store(false, Ordering::Relaxed);

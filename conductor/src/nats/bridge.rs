@@ -120,7 +120,7 @@ async fn run_bridge(
     let (read, write) = ours.into_split();
     let bridge = Arc::new(Bridge {
         client: client.clone(),
-        jetstream: jetstream::new(client),
+        jetstream: super::jetstream_context(client),
         names,
         worker_id,
         write: tokio::sync::Mutex::new(write),
@@ -498,6 +498,19 @@ impl Bridge {
 /// Pulls up to `max` jobs: those available now (`wait` of `None`), or else waiting up
 /// to `wait` for them to arrive.
 async fn take_jobs(
+    consumer: &jetstream::consumer::PullConsumer,
+    max: usize,
+    wait: Option<Duration>,
+) -> Result<Vec<jetstream::Message>, async_nats::Error> {
+    // A pull the server lost (it restarted) must not hold the worker for long.
+    let limit = wait.unwrap_or_default() + Duration::from_secs(1);
+    match tokio::time::timeout(limit, pull(consumer, max, wait)).await {
+        Ok(pulled) => pulled,
+        Err(_) => Err("the pull timed out".into()),
+    }
+}
+
+async fn pull(
     consumer: &jetstream::consumer::PullConsumer,
     max: usize,
     wait: Option<Duration>,

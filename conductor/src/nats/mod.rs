@@ -143,6 +143,14 @@ pub(crate) async fn connect(url: &str) -> Result<async_nats::Client, String> {
     }
 }
 
+/// A JetStream context whose requests (publish acks included) give up after 2 s, so
+/// that a server restart costs a retry, not the client's default wait.
+pub(crate) fn jetstream_context(client: async_nats::Client) -> async_nats::jetstream::Context {
+    async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build(client)
+}
+
 /// Reads a numeric header.
 pub(crate) fn header_u64(message: &async_nats::Message, name: &str) -> Option<u64> {
     message.headers.as_ref()?.get(name)?.as_str().parse().ok()

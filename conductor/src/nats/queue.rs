@@ -49,6 +49,8 @@ pub(crate) struct NatsTransport {
     jetstream: jetstream::Context,
     publish: mpsc::UnboundedSender<Bytes>,
     queue_window: usize,
+    /// Results the run had stored when this master started.
+    stored_results: u64,
     tasks: Vec<JoinHandle<()>>,
     /// What a joining worker is told.
     pub(crate) worker_window: usize,
@@ -65,7 +67,7 @@ impl NatsTransport {
     ) -> Result<NatsTransport, Error> {
         let names = RunNames::new(&settings.run)?;
         let client = connect(&settings.url).await.map_err(Error::transport)?;
-        let jetstream = jetstream::new(client.clone());
+        let jetstream = super::jetstream_context(client.clone());
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             Error::transport(format!(
                 "run `{}` on {}: cannot {what}: {e}",
@@ -97,7 +99,7 @@ impl NatsTransport {
         )
         .await
         .map_err(|e| fail("create the workers' consumer", &e))?;
-        jetstream
+        let results = jetstream
             .get_or_create_stream(stream::Config {
                 name: names.results_stream(),
                 subjects: vec![names.results_subject()],
@@ -107,6 +109,8 @@ impl NatsTransport {
             })
             .await
             .map_err(|e| fail("create the results stream", &e))?;
+        // Results stored before this master started: a resumed run reads them first.
+        let stored_results = results.cached_info().state.last_sequence;
 
         let (publish, jobs_rx) = mpsc::unbounded_channel();
         let control = client
@@ -126,6 +130,7 @@ impl NatsTransport {
             tokio::spawn(read_results(
                 jetstream.clone(),
                 names.results_stream(),
+                stored_results,
                 to_master.clone(),
             )),
             tokio::spawn(read_control(
@@ -144,6 +149,7 @@ impl NatsTransport {
             jetstream,
             publish,
             queue_window: settings.queue_window,
+            stored_results,
             tasks,
             worker_window: settings.worker_window,
             ack_wait: settings.ack_wait,
@@ -171,6 +177,12 @@ impl NatsTransport {
 
     pub fn run(&self) -> &str {
         self.names.run()
+    }
+
+    /// Whether this master resumes a run that has stored results already; it reads
+    /// them (a [`WorkerEvent::CaughtUp`] follows) before it takes jobs.
+    pub fn replaying(&self) -> bool {
+        self.stored_results > 0
     }
 }
 
@@ -226,8 +238,9 @@ impl NatsLink {
         let (frames, mut rx) = mpsc::unbounded_channel::<Bytes>();
         tokio::spawn(async move {
             while let Some(body) = rx.recv().await {
-                if client.publish(subject.clone(), body).await.is_err() {
-                    return;
+                // While the server is away the client holds what is published.
+                if let Err(e) = client.publish(subject.clone(), body).await {
+                    tracing::warn!(%subject, "a frame for a worker was lost: {e}");
                 }
             }
         });
@@ -321,9 +334,11 @@ async fn store_job(jetstream: &jetstream::Context, subject: &str, id: u64, paylo
 async fn read_results(
     jetstream: jetstream::Context,
     stream_name: String,
+    stored: u64,
     to_master: mpsc::UnboundedSender<FromWorker>,
 ) {
     let mut next_sequence = 1;
+    let mut caught_up = stored == 0;
     loop {
         let consumer = match results_consumer(&jetstream, &stream_name, next_sequence).await {
             Ok(consumer) => consumer,
@@ -355,26 +370,38 @@ async fn read_results(
             if let Ok(info) = message.info() {
                 next_sequence = info.stream_sequence + 1;
             }
-            let Some(worker_id) = header_u64(&message, HEADER_WORKER) else {
-                tracing::warn!(
-                    "a results message without a valid {HEADER_WORKER} header was ignored"
-                );
-                continue;
-            };
-            let mut body = message.message.payload.clone();
-            // Only results frames belong here.
-            if body.first() != Some(&crate::protocol::KIND_RESULTS) {
-                tracing::warn!(worker_id, "a malformed results message was ignored");
-                continue;
+            let catching_up = !caught_up && next_sequence > stored;
+            if let Some(event) = results_event(&message.message) {
+                let _ = to_master.send(event);
             }
-            let results = body.split_off(1);
-            let _ = to_master.send(FromWorker {
-                worker_id,
-                event: WorkerEvent::Results(results),
-            });
+            if catching_up {
+                caught_up = true;
+                let _ = to_master.send(FromWorker {
+                    worker_id: 0,
+                    event: WorkerEvent::CaughtUp,
+                });
+            }
         }
         tokio::time::sleep(RETRY).await;
     }
+}
+
+/// The worker event for one message of the results stream; `None` (and a warning)
+/// for a message that is not a results frame from a worker.
+fn results_event(message: &async_nats::Message) -> Option<FromWorker> {
+    let Some(worker_id) = header_u64(message, HEADER_WORKER) else {
+        tracing::warn!("a results message without a valid {HEADER_WORKER} header was ignored");
+        return None;
+    };
+    let mut body = message.payload.clone();
+    if body.first() != Some(&crate::protocol::KIND_RESULTS) {
+        tracing::warn!(worker_id, "a malformed results message was ignored");
+        return None;
+    }
+    Some(FromWorker {
+        worker_id,
+        event: WorkerEvent::Results(body.split_off(1)),
+    })
 }
 
 async fn results_consumer(
