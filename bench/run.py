@@ -27,6 +27,7 @@ CONDUCTOR = ROOT / "target/release/examples/throughput"
 PROCSPAWN = BENCH / "procspawn/target/release/procspawn-bench"
 RAW = BENCH / "procspawn/target/release/raw-roundtrip"
 PEERS = BENCH / "python/peers.py"
+NATS_URL = os.environ.get("CONDUCTOR_NATS_URL", "nats://127.0.0.1:4222")
 
 PY_SYSTEMS = ["ppe1", "ppe1000", "poolmap1", "imap1000"]
 ALL = ["conductor"] + [f"python-{s}" for s in PY_SYSTEMS] + ["procspawn-pool"]
@@ -43,6 +44,8 @@ def command(system, jobs, workers, work_us=0, payload=0, extra=()):
              "--work-us", str(work_us), "--payload-bytes", str(payload), *extra]
     if system == "conductor":
         return [str(CONDUCTOR), *flags]
+    if system == "conductor-nats":
+        return [str(CONDUCTOR), *flags, "--nats", NATS_URL]
     if system == "procspawn-pool":
         return [str(PROCSPAWN), *flags]
     if system == "raw-roundtrip":
@@ -64,6 +67,9 @@ def workloads(quick):
         ("W4", "", ["conductor"], dict(jobs=10_000_000, workers=2)),
         ("Payload", "", ["conductor", "python-imap1000"],
          dict(jobs=2_000, workers=2, payload=1_048_576)),
+        # The distributed mode through the local NATS server, beside the local mode.
+        ("NATS-tiny", "", ["conductor", "conductor-nats"], dict(jobs=20_000, workers=2)),
+        ("NATS-1ms", "", ["conductor", "conductor-nats"], dict(jobs=2_000, workers=2, work_us=1_000)),
     ]
 
 
@@ -161,6 +167,9 @@ def metrics(workload, runs):
     if workload == "Payload":
         return {"GiB/s": r["jobs"] * r["payload_bytes"] / r["secs"] / 2**30,
                 "all-process peak MiB": r["all_peak_mib"], "master peak MiB": r["master_peak_rss_mib"]}
+    if workload.startswith("NATS"):
+        return {"in-process jobs/s": r["jobs_per_sec"], "whole jobs/s": r["jobs"] / r["wall_secs"],
+                "master peak MiB": r["master_peak_rss_mib"]}
 
 
 def fmt(v):
@@ -178,7 +187,7 @@ def git_state():
     return git("rev-parse", "--short", "HEAD").strip() + (f" with {len(dirty)} uncommitted change(s)" if dirty else "")
 
 
-def summarize(records, args, argv, elapsed):
+def summarize(records, args, argv, elapsed, path):
     # per[workload][system][round][variant] = record
     per = {}
     for rec in records:
@@ -208,7 +217,8 @@ def summarize(records, args, argv, elapsed):
         out += ["**Failed runs:**", ""] + [
             f"- {r['workload']} {r['variant']} {r['system']} round {r['round']}: `{r['error']}`"
             for r in failures] + [""]
-    order = dict.fromkeys((w, tuple(s)) for w, _, s, _ in workloads(args.quick))  # W2 once
+    order = dict.fromkeys((w, tuple(s)) for w, _, s, _ in workloads(args.quick)
+                          if not args.only or w.startswith(args.only))  # W2 once
     for workload, systems in order:
         by_sys = {s: {rnd: metrics(workload, v) for rnd, v in per.get(workload, {}).get(s, {}).items()
                       if workload != "W2" or len(v) == 2} for s in systems}
@@ -235,10 +245,12 @@ def summarize(records, args, argv, elapsed):
         out.append("")
     out += ["## Commands (one per run)", ""]
     for workload, variant, systems, kw in workloads(args.quick):
+        if args.only and not workload.startswith(args.only):
+            continue
         for s in systems:
             cmd = shlex.join(command(s, **kw)).replace(sys.executable, "python3")
             out.append(f"- {workload} {variant} {s}: `{cmd.replace(str(ROOT) + '/', '')}`")
-    (RESULTS / "summary.md").write_text("\n".join(out) + "\n")
+    path.write_text("\n".join(out) + "\n")
 
 
 # ---------------------------------------------------------------- main
@@ -257,15 +269,20 @@ def main():
     parser = argparse.ArgumentParser(description="conductor peer benchmark")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="1 round, W1 with 20,000 jobs")
+    parser.add_argument("--only", help="run only workloads whose name starts with this "
+                        "(results then go to results/<only>-summary.md and <only>-raw.jsonl)")
     args = parser.parse_args()
     if args.quick:
         args.rounds = 1
     build()
     RESULTS.mkdir(exist_ok=True)
-    raw = open(RESULTS / "raw.jsonl", "w")
+    prefix = f"{args.only}-" if args.only else ""
+    raw = open(RESULTS / f"{prefix}raw.jsonl", "w")
     records, t0 = [], time.perf_counter()
     for rnd in range(1, args.rounds + 1):
         for workload, variant, systems, kw in workloads(args.quick):
+            if args.only and not workload.startswith(args.only):
+                continue
             for system in systems:
                 result, wall, peak, err = run_one(command(system, **kw))
                 rec = {"workload": workload, "variant": variant, "round": rnd, "system": system,
@@ -280,9 +297,10 @@ def main():
                          f"{rec['jobs_per_sec']:,.0f} jobs/s, all-proc peak {peak:.1f} MiB"), flush=True)
     raw.close()
     elapsed = time.perf_counter() - t0
-    summarize(records, args, sys.argv, elapsed)
-    chart.draw(RESULTS / "raw.jsonl", RESULTS / "w1.svg")
-    print(f"done in {elapsed:.0f} s: {RESULTS / 'summary.md'}, {RESULTS / 'w1.svg'}")
+    summarize(records, args, sys.argv, elapsed, RESULTS / f"{prefix}summary.md")
+    if not args.only:
+        chart.draw(RESULTS / "raw.jsonl", RESULTS / "w1.svg")
+    print(f"done in {elapsed:.0f} s: {RESULTS / f'{prefix}summary.md'}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 //!
 //! Flags: `--jobs N`, `--workers W`, `--work-us U` (CPU work per job, spinning),
 //! `--payload-bytes B` (bytes carried by each job), `--prefetch P` and `--batch B` (the
-//! dispatch overrides). Every output is checked: the sum of `n * n` over all jobs must
+//! dispatch overrides), `--nats URL` (the distributed mode, through that server). Every output is checked: the sum of `n * n` over all jobs must
 //! match. Prints one JSON line at the end.
 
 use std::time::{Duration, Instant};
@@ -43,6 +43,7 @@ struct Args {
     payload_bytes: usize,
     prefetch: Option<usize>,
     batch: Option<usize>,
+    nats: Option<String>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -53,6 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
         payload_bytes: 0,
         prefetch: None,
         batch: None,
+        nats: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +68,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--payload-bytes" => args.payload_bytes = value.parse()?,
             "--prefetch" => args.prefetch = Some(value.parse()?),
             "--batch" => args.batch = Some(value.parse()?),
+            "--nats" => args.nats = Some(value),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -105,6 +108,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(batch) = args.batch {
         conductor = conductor.batch(batch);
     }
+    if let Some(url) = &args.nats {
+        conductor = conductor.nats(url);
+    }
     let started = Instant::now();
     let mut running = conductor.start()?;
     let mut sum = 0u64;
@@ -130,7 +136,12 @@ async fn main() -> anyhow::Result<()> {
         args.jobs
     );
     println!(
-        "{{\"system\":\"conductor\",\"jobs\":{},\"workers\":{},\"work_us\":{},\"payload_bytes\":{},\"completed\":{},\"failed\":{},\"secs\":{:.6},\"jobs_per_sec\":{:.1},\"master_peak_rss_mib\":{:.1}}}",
+        "{{\"system\":\"{}\",\"jobs\":{},\"workers\":{},\"work_us\":{},\"payload_bytes\":{},\"completed\":{},\"failed\":{},\"secs\":{:.6},\"jobs_per_sec\":{:.1},\"master_peak_rss_mib\":{:.1}}}",
+        if args.nats.is_some() {
+            "conductor-nats"
+        } else {
+            "conductor"
+        },
         args.jobs,
         args.workers,
         args.work_us,

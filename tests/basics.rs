@@ -72,7 +72,13 @@ async fn namer(job: u32, worker: &Worker) -> anyhow::Result<String> {
 
 #[conductor::worker(type = "env_reader")]
 fn env_reader(_job: u8) -> anyhow::Result<(Option<String>, bool)> {
-    let leaked = std::env::vars().any(|(k, _)| k.starts_with("CONDUCTOR_"));
+    let role = [
+        "CONDUCTOR_WORKER_TYPE",
+        "CONDUCTOR_CHANNEL_FD",
+        "CONDUCTOR_JOIN",
+        "CONDUCTOR_WORKER_ID",
+    ];
+    let leaked = role.iter().any(|name| std::env::var_os(name).is_some());
     Ok((std::env::var("GREETING").ok(), leaked))
 }
 

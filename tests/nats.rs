@@ -539,3 +539,141 @@ async fn a_server_restarted_mid_run_loses_nothing() {
     drop(server);
     let _ = std::fs::remove_dir_all(&store);
 }
+
+/// A stateful worker that uses everything but jobs: a request from `init`, notices,
+/// lookups both ways, a counter, and master requests and broadcasts.
+struct Talker {
+    prefix: String,
+}
+
+#[conductor::worker(type = "nats_talker")]
+impl conductor::JobWorker for Talker {
+    type Job = u32;
+    type Output = String;
+
+    async fn init(worker: &Worker) -> anyhow::Result<Self> {
+        let prefix: String = worker.request("prefix", &worker.id()).await?;
+        Ok(Talker { prefix })
+    }
+
+    async fn process(&mut self, job: u32, worker: &Worker) -> anyhow::Result<String> {
+        worker.send("progress", &job)?;
+        worker.count("units", 2);
+        let name: Option<String> = worker.lookup("names", &job).await?;
+        worker.set_lookup("seen", &job, &worker.id()).await?;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        Ok(format!("{}{}", self.prefix, name.unwrap_or_default()))
+    }
+
+    async fn on_message(
+        &mut self,
+        message: conductor::Message,
+        _worker: &Worker,
+    ) -> anyhow::Result<()> {
+        match message.cmd() {
+            "prefix" => self.prefix = message.data()?,
+            "echo" => {
+                let text: String = message.data()?;
+                message.reply(&text.to_uppercase())?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn messages_lookups_stats_and_broadcasts_cross_the_transport() {
+    let Some(url) = nats_url() else { return };
+    let conductor = Conductor::<u32, String>::new("nats_talker")
+        .nats(&url)
+        .run_name(unique_run("talk"))
+        .worker_limit(2)
+        .prefetch(1)
+        .stats_interval(Duration::from_millis(100))
+        .lookup_table("names", (0..60u32).map(|n| (n, format!("n{n}"))))
+        .logging(false)
+        .jobs(0..60);
+    let handle = conductor.handle();
+    let mut running = conductor.start().unwrap();
+    let (mut progress, mut outputs, mut answers, mut stats) = (0, Vec::new(), Vec::new(), 0);
+    let mut broadcast_to = 0;
+    while let Some(event) = running.next_event().await {
+        match event {
+            Event::Message(message) if message.cmd() == "prefix" => {
+                message.reply("a-").unwrap();
+            }
+            Event::Message(message) if message.cmd() == "progress" => progress += 1,
+            Event::WorkerStarted { worker_id } => {
+                let handle = handle.clone();
+                answers.push(tokio::spawn(async move {
+                    handle.request::<String, _>(worker_id, "echo", "hi").await
+                }));
+            }
+            Event::Stats(report) if report.agg.last.get("units").copied().unwrap_or(0) > 0 => {
+                stats += 1;
+            }
+            Event::Output(output) => {
+                outputs.push(output.output);
+                if outputs.len() == 30 {
+                    broadcast_to = handle.broadcast("prefix", "b-").unwrap();
+                }
+            }
+            _ => {}
+        }
+    }
+    let report = running.wait().await.unwrap();
+    assert_eq!(report.completed(), 60);
+    assert_eq!(progress, 60);
+    assert_eq!(broadcast_to, 2);
+    assert!(stats > 0, "no stats round counted the workers' units");
+    assert!(outputs.iter().any(|o| o.starts_with("a-n")), "{outputs:?}");
+    assert!(outputs.iter().any(|o| o.starts_with("b-n")), "{outputs:?}");
+    for answer in answers {
+        assert_eq!(answer.await.unwrap().unwrap(), "HI");
+    }
+    let seen = handle
+        .lookup_table::<u32, u64>("seen")
+        .unwrap()
+        .expect("the table exists");
+    assert_eq!(seen.len(), 60, "every worker write reached the master");
+}
+
+#[tokio::test]
+async fn abort_stops_every_worker_and_keeps_the_run_for_later() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("abort");
+    let mut running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+        .nats(&url)
+        .run_name(&run)
+        .worker_limit(2)
+        .logging(false)
+        .jobs((0..5000).map(|n| (n, 2)))
+        .start()
+        .unwrap();
+    let mut done = 0;
+    while let Some(event) = running.next_event().await {
+        if let Event::Output(_) = event {
+            done += 1;
+            if done == 50 {
+                running.handle().abort();
+            }
+        }
+    }
+    let report = running.wait().await.unwrap();
+    assert!(report.aborted());
+    assert!(report.completed() < 5000);
+    assert_eq!(
+        report.completed() + report.failed() + report.not_run().len() as u64,
+        report.submitted()
+    );
+    // An aborted run is not finished: its streams stay, to be resumed.
+    assert!(stream_exists(&url, &format!("CONDUCTOR_{run}_JOBS")).await);
+    let client = async_nats::connect(&url).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    for name in ["JOBS", "RESULTS"] {
+        let _ = jetstream
+            .delete_stream(format!("CONDUCTOR_{run}_{name}"))
+            .await;
+    }
+}

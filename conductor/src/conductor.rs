@@ -304,7 +304,24 @@ where
     /// machines can join: start the same program there with `CONDUCTOR_NATS_URL` and
     /// `CONDUCTOR_JOIN=<run name>`. The master still starts its own
     /// [`Conductor::worker_limit`] workers. Setting `CONDUCTOR_NATS_URL` for the master
-    /// does the same without recompiling. Needs the `nats` feature.
+    /// does the same without recompiling. Needs the `nats` feature; without it the run
+    /// fails with a usage error.
+    ///
+    /// ```no_run
+    /// # #[conductor::worker(type = "thumbnail")]
+    /// # fn thumbnail(path: String) -> anyhow::Result<u64> { Ok(path.len() as u64) }
+    /// # async fn demo(paths: Vec<String>) -> Result<(), conductor::Error> {
+    /// // Other machines join with:
+    /// //   CONDUCTOR_NATS_URL=nats://10.0.0.5:4222 CONDUCTOR_JOIN=thumbs ./this-program
+    /// let report = conductor::Conductor::<String, u64>::new("thumbnail")
+    ///     .nats("nats://10.0.0.5:4222")
+    ///     .run_name("thumbs")
+    ///     .jobs(paths)
+    ///     .run()
+    ///     .await?;
+    /// println!("{} done, {} done by an earlier master", report.completed(), report.skipped());
+    /// # Ok(()) }
+    /// ```
     pub fn nats(mut self, url: impl Into<String>) -> Self {
         self.nats_url = Some(url.into());
         self

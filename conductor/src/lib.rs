@@ -44,6 +44,22 @@
 //! - Workers exit promptly when their master dies (end-of-file on their channel, and
 //!   on Linux a parent-death signal too).
 //!
+//! # Operating a run
+//!
+//! A progress bar on a terminal ([`Conductor::progress`]), a graceful first Ctrl-C
+//! or SIGTERM and an immediate second ([`Conductor::handle_signals`],
+//! [`Report::exit_code`]), resumable runs ([`Conductor::journal`]), worker recycling
+//! ([`Conductor::max_jobs_per_worker`]) and per-worker init hooks
+//! (`#[conductor::worker(type = "...", init = path)]`).
+//!
+//! # Cargo features
+//!
+//! - `progress` (default): the progress bar, with indicatif.
+//! - `nats`: the distributed mode ([`Conductor::nats`]): workers on many machines
+//!   pull jobs from a NATS JetStream work queue; started elsewhere with
+//!   `CONDUCTOR_NATS_URL` and `CONDUCTOR_JOIN=<run name>`, the same program joins a
+//!   run as a worker.
+//!
 //! # Worker exit codes
 //!
 //! 0 finished, 3 could not start (unknown worker type, type mismatch), 4 crashed
