@@ -8,7 +8,11 @@
 //! ```
 //!
 //! Flags: `--url URL` (default `CONDUCTOR_NATS_URL` or `nats://127.0.0.1:4222`),
-//! `--run NAME`, `--jobs N`, `--job-ms M`, `--workers W` (local workers; 0 is fine).
+//! `--run NAME`, `--jobs N`, `--job-ms M`, `--workers W` (local workers),
+//! `--ack-wait-ms A` (how long the jobs of a killed worker wait; default 10 s).
+//!
+//! It ends by checking the accounting: every job once, as completed, failed or done
+//! by an earlier master of the same run (a rerun after the master was killed).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,6 +34,7 @@ struct Options {
     jobs: u64,
     job_ms: u64,
     workers: usize,
+    ack_wait_ms: u64,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -40,6 +45,7 @@ fn options() -> anyhow::Result<Options> {
         jobs: 1000,
         job_ms: 2,
         workers: 2,
+        ack_wait_ms: 10_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -53,6 +59,7 @@ fn options() -> anyhow::Result<Options> {
             "--jobs" => options.jobs = value()?.parse()?,
             "--job-ms" => options.job_ms = value()?.parse()?,
             "--workers" => options.workers = value()?.parse()?,
+            "--ack-wait-ms" => options.ack_wait_ms = value()?.parse()?,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -75,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         .nats(&options.url)
         .run_name(&options.run)
         .worker_limit(options.workers.max(1))
+        .ack_wait(Duration::from_millis(options.ack_wait_ms))
         .logging(false)
         .jobs((0..options.jobs).map(move |n| (n, job_ms)))
         .start()?;
@@ -101,6 +109,16 @@ async fn main() -> anyhow::Result<()> {
         report.failed(),
         report.skipped(),
         report.elapsed()
+    );
+    let accounted = report.completed() + report.failed() + report.skipped();
+    println!(
+        "accounted for: {accounted} of {} jobs, each once{}",
+        options.jobs,
+        if accounted == options.jobs {
+            ""
+        } else {
+            " (NOT ALL)"
+        }
     );
     for (worker_id, jobs) in &per_worker {
         println!("worker {worker_id}: {jobs} jobs");

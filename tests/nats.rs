@@ -65,6 +65,12 @@ fn unique_run(name: &str) -> String {
 
 /// This test binary, started as a worker that joins `run` by hand.
 fn hand_worker(url: &str, run: &str, worker_type: Option<&str>) -> Child {
+    hand_worker_command(url, run, worker_type)
+        .spawn()
+        .expect("the worker starts")
+}
+
+fn hand_worker_command(url: &str, run: &str, worker_type: Option<&str>) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args([
@@ -81,7 +87,7 @@ fn hand_worker(url: &str, run: &str, worker_type: Option<&str>) -> Child {
     if let Some(worker_type) = worker_type {
         command.env("CONDUCTOR_WORKER_TYPE", worker_type);
     }
-    command.spawn().expect("the worker starts")
+    command
 }
 
 /// Every output by job id (each exactly once), and the report.
@@ -404,6 +410,11 @@ fn a_killed_master_is_resumed_by_its_run_name_without_redoing_finished_jobs() {
             .unwrap()
     };
     let mut first = master();
+    // A worker from elsewhere outlives the first master and must leave at the end.
+    let outsider = hand_worker_command(&url, &run, None)
+        .env("TEST_JOB_LOG", &log)
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while job_log(&log).len() < 150 {
         assert!(Instant::now() < deadline, "the first master ran nothing");
@@ -431,6 +442,13 @@ fn a_killed_master_is_resumed_by_its_run_name_without_redoing_finished_jobs() {
         "every job accounted for once: {line}"
     );
     assert!(skipped > 0, "the second master found nothing done: {line}");
+    let outsider = outsider.wait_with_output().unwrap();
+    assert!(
+        outsider.status.success(),
+        "the worker of the first master left with {}: {}",
+        outsider.status,
+        String::from_utf8_lossy(&outsider.stderr)
+    );
 
     let runs = job_log(&log);
     let mut count = BTreeMap::new();
@@ -676,4 +694,50 @@ async fn abort_stops_every_worker_and_keeps_the_run_for_later() {
             .delete_stream(format!("CONDUCTOR_{run}_{name}"))
             .await;
     }
+}
+
+#[tokio::test]
+async fn a_shutdown_keeps_the_queue_and_the_same_run_name_finishes_it() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("shutdown");
+    let start = || {
+        Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+            .nats(&url)
+            .run_name(&run)
+            .worker_limit(2)
+            .handle_signals(false)
+            .ack_wait(Duration::from_secs(1))
+            .logging(false)
+            .jobs((0..3000).map(|n| (n, 1)))
+            .start()
+            .unwrap()
+    };
+    let mut first = start();
+    let mut done_first = BTreeMap::new();
+    while let Some(event) = first.next_event().await {
+        if let Event::Output(output) = event {
+            done_first.insert(output.id, ());
+            if done_first.len() == 100 {
+                first.handle().shutdown();
+            }
+        }
+    }
+    let report = first.wait().await.unwrap();
+    assert_eq!(report.interrupted(), Some(conductor::Interrupt::Shutdown));
+    assert!(report.completed() < 3000, "{report:?}");
+    assert_eq!(
+        report.completed() + report.not_run().len() as u64,
+        report.submitted()
+    );
+    assert!(stream_exists(&url, &format!("CONDUCTOR_{run}_JOBS")).await);
+
+    let (second, report) = collect(start()).await;
+    assert!(report.interrupted().is_none());
+    assert_eq!(report.skipped(), done_first.len() as u64, "{report:?}");
+    assert_eq!(report.completed() + report.skipped(), 3000);
+    assert!(
+        second.keys().all(|id| !done_first.contains_key(id)),
+        "a job finished by the first master was reported again"
+    );
+    assert!(!stream_exists(&url, &format!("CONDUCTOR_{run}_JOBS")).await);
 }

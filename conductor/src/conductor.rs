@@ -92,7 +92,7 @@ where
             job_key: None,
             nats_url: None,
             run_name: None,
-            ack_wait: Duration::from_secs(30),
+            ack_wait: Duration::from_secs(10),
             shared,
             commands,
             _output: PhantomData,
@@ -337,7 +337,7 @@ where
     }
 
     /// In the distributed mode, how long a worker may hold a job without a sign of
-    /// life before the server hands it to another worker (default 30 s). Workers
+    /// life before the server hands it to another worker (default 10 s). Workers
     /// renew the lease of jobs they run three times per period, so this bounds how
     /// long the jobs of a vanished worker wait, not how long a job may take.
     pub fn ack_wait(mut self, wait: Duration) -> Self {

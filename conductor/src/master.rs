@@ -402,6 +402,7 @@ where
             && self.fatal.is_none()
             && self.ledger.outstanding() == 0;
         if complete {
+            nats.end_run().await;
             if let Err(e) = nats.remove_run().await {
                 log!(self, warn, "{e}");
             }
@@ -1239,6 +1240,12 @@ where
                 );
                 self.interrupted = Some(interrupt);
                 self.phase = Phase::Draining(Instant::now() + self.settings.shutdown_grace);
+                if self.transport.is_queue() {
+                    // The queue keeps what no worker holds, for a resumed run: workers
+                    // finish the jobs they hold, hand back the rest, and leave.
+                    self.stop_workers();
+                    self.phase = Phase::Finishing(Instant::now() + self.settings.shutdown_grace);
+                }
                 self.progress.note(&format!(
                     "{interrupt}: finishing the {} jobs in flight (up to {:?}); \
                      press Ctrl-C again to stop now",
@@ -1247,6 +1254,7 @@ where
                 ));
             }
             Phase::Draining(_) => self.stop_now(interrupt),
+            Phase::Finishing(_) if self.interrupted.is_some() => self.stop_now(interrupt),
             _ => {}
         }
     }

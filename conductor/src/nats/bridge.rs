@@ -134,11 +134,15 @@ async fn run_bridge(
         let _ = ready.send(Err("the worker's channel closed at once".into()));
         return;
     }
-    let control = match bridge
-        .client
-        .subscribe(bridge.names.worker_subject(worker_id))
-        .await
-    {
+    let subscribed = async {
+        let own = bridge
+            .client
+            .subscribe(bridge.names.worker_subject(worker_id))
+            .await?;
+        let all = bridge.client.subscribe(bridge.names.all_subject()).await?;
+        Ok::<_, async_nats::SubscribeError>(futures_util::stream::select(own, all))
+    };
+    let control = match subscribed.await {
         Ok(control) => control,
         Err(e) => {
             let _ = ready.send(Err(format!("cannot subscribe to the master: {e}")));
@@ -342,7 +346,10 @@ impl Bridge {
     }
 
     /// Control frames from the master to the worker loop.
-    async fn carry_control(self: Arc<Self>, mut control: async_nats::Subscriber) {
+    async fn carry_control(
+        self: Arc<Self>,
+        mut control: impl futures_util::Stream<Item = async_nats::Message> + Unpin,
+    ) {
         while let Some(message) = control.next().await {
             let body = message.payload;
             // Anyone can publish on a subject: only a valid control frame goes through.

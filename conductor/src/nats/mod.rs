@@ -11,6 +11,7 @@
 //! | a long job's heartbeat | in-progress acks (`+WPI`) every third of the ack wait |
 //! | results | stream `CONDUCTOR_R_RESULTS`, one message per batch of results, kept until the run ends |
 //! | control frames (stats, messages, lookups, stop, abort) | subjects `conductor.R.master` and `conductor.R.worker.<id>` |
+//! | the end of the run | a stop on `conductor.R.all`, for workers of any master of the run |
 //! | joining a run | a request on `conductor.R.join`, answered with the worker's settings or a refusal |
 //!
 //! A job is acked only after the results frame holding its answer is stored in the
@@ -93,6 +94,12 @@ impl RunNames {
 
     pub fn worker_subject(&self, worker_id: u64) -> String {
         format!("conductor.{}.worker.{worker_id}", self.run)
+    }
+
+    /// Control frames for every worker of the run, whichever master it joined: the
+    /// stop at the end of the run.
+    pub fn all_subject(&self) -> String {
+        format!("conductor.{}.all", self.run)
     }
 }
 

@@ -170,6 +170,16 @@ impl NatsTransport {
         Ok(())
     }
 
+    /// Tells every worker of the run, joined to this master or an earlier one, that
+    /// the run is over.
+    pub async fn end_run(&self) {
+        let stop = crate::protocol::control_frame(&crate::protocol::ToWorker::Stop);
+        let _ = self
+            .client
+            .publish(self.names.all_subject(), stop.slice(4..))
+            .await;
+    }
+
     /// Waits until everything published has left for the server.
     pub async fn flush(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
