@@ -16,11 +16,12 @@ use crate::handle::{Command, ConductorHandle, Shared};
 use crate::jobs::Jobs;
 use crate::journal::{self, Journal, KeyFn};
 use crate::lookup;
-use crate::master::{Backend, Master, Settings};
+use crate::master::{Backend, Settings};
 use crate::protocol::DEFAULT_MAX_FRAME_BYTES;
 use crate::registry;
 use crate::report::Report;
 use crate::role;
+use crate::run_thread::{RunInput, RunThread};
 use crate::running::Running;
 use crate::worker::NamedWorker;
 
@@ -387,34 +388,42 @@ where
     }
 
     /// Starts the run and returns at once; read its events, then wait for its report.
-    /// Must be called inside a tokio runtime.
+    /// The run goes on its own thread; dropping the [`Running`] does not stop it (use
+    /// [`ConductorHandle::abort`]).
     pub fn start(self) -> Result<Running<J, O>, Error> {
         let (events_tx, events) = mpsc::channel(64);
         let handle = self.handle();
         let (settings, shared, source, journal, commands) = self.prepare()?;
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| Error::usage("Conductor::start must be called inside a tokio runtime"))?;
-        let task = runtime.spawn(Master::<J, O>::run(
+        let input = RunInput {
             settings,
             shared,
             source,
             journal,
             commands,
-            Some(events_tx),
-        ));
+            events: Some(events_tx),
+        };
         Ok(Running {
             events,
             buffered: Vec::new().into_iter(),
             handle,
-            task,
+            run: RunThread::start(input, false)?,
         })
     }
 
     /// Runs every job and returns the report; outputs are not kept (use
-    /// [`Conductor::start`] to receive them as events).
+    /// [`Conductor::start`] to receive them as events). Dropping the future stops
+    /// the run and kills its workers.
     pub async fn run(self) -> Result<Report<J>, Error> {
         let (settings, shared, source, journal, commands) = self.prepare()?;
-        Master::<J, O>::run(settings, shared, source, journal, commands, None).await
+        let input = RunInput::<J, O> {
+            settings,
+            shared,
+            source,
+            journal,
+            commands,
+            events: None,
+        };
+        RunThread::start(input, true)?.wait().await
     }
 
     #[allow(clippy::type_complexity)]

@@ -116,6 +116,7 @@ mod protocol;
 mod registry;
 mod report;
 mod role;
+mod run_thread;
 mod running;
 mod signals;
 pub mod stats;

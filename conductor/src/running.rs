@@ -1,7 +1,6 @@
 //! A conductor that has started: its events, its handle, and its end.
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::handle::ConductorHandle;
@@ -63,7 +62,7 @@ pub struct Running<J, O> {
     /// The batch being handed out, one event at a time, without copying it.
     pub(crate) buffered: std::vec::IntoIter<Event<J, O>>,
     pub(crate) handle: ConductorHandle,
-    pub(crate) task: JoinHandle<Result<Report<J>, Error>>,
+    pub(crate) run: crate::run_thread::RunThread<J>,
 }
 
 impl<J, O> Running<J, O> {
@@ -89,11 +88,6 @@ impl<J, O> Running<J, O> {
         self.buffered = Vec::new().into_iter();
         self.events.close();
         while self.events.recv().await.is_some() {}
-        match self.task.await {
-            Ok(result) => result,
-            Err(e) => Err(Error::usage(format!(
-                "the conductor's run loop failed: {e}"
-            ))),
-        }
+        self.run.wait().await
     }
 }
