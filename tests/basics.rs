@@ -216,7 +216,10 @@ async fn every_job_runs_once_and_its_output_comes_back() {
         .filter(|e| matches!(e, Event::WorkerExited(_)))
         .count();
     // A worker may be stopped before its handshake when the others finish first.
-    assert!((1..=2).contains(&started) && exited == 2, "{started} {exited}");
+    assert!(
+        (1..=2).contains(&started) && exited == 2,
+        "{started} {exited}"
+    );
     assert!(!run
         .events
         .iter()

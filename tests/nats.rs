@@ -741,3 +741,93 @@ async fn a_shutdown_keeps_the_queue_and_the_same_run_name_finishes_it() {
     );
     assert!(!stream_exists(&url, &format!("CONDUCTOR_{run}_JOBS")).await);
 }
+
+#[conductor::worker(type = "nats_len")]
+fn nats_len(job: Vec<u8>) -> anyhow::Result<usize> {
+    Ok(job.len())
+}
+
+fn refuse_init(_worker: &Worker) -> anyhow::Result<()> {
+    anyhow::bail!("no licence on this machine")
+}
+
+#[conductor::worker(type = "nats_never_starts", init = refuse_init)]
+fn nats_never_starts(job: u64) -> anyhow::Result<u64> {
+    Ok(job)
+}
+
+#[tokio::test]
+async fn a_job_larger_than_the_servers_messages_fails_alone() {
+    let Some(url) = nats_url() else { return };
+    let jobs = vec![vec![1u8; 10], vec![2u8; 2 << 20], vec![3u8; 10]];
+    let report = Conductor::<Vec<u8>, usize>::new("nats_len")
+        .nats(&url)
+        .run_name(unique_run("large"))
+        .worker_limit(1)
+        .logging(false)
+        .jobs(jobs)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.completed(), 2, "{report:?}");
+    let failures = report.failures();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].id, 1);
+    assert!(
+        failures[0].error.contains("frame limit"),
+        "{}",
+        failures[0].error
+    );
+}
+
+#[tokio::test]
+async fn a_failing_init_is_a_crash_loop_and_burns_no_job() {
+    let Some(url) = nats_url() else { return };
+    let error = Conductor::<u64, u64>::new("nats_never_starts")
+        .nats(&url)
+        .run_name(unique_run("init"))
+        .worker_limit(1)
+        .crash_loop_limit(3)
+        .logging(false)
+        .jobs(0..20)
+        .run()
+        .await
+        .expect_err("no worker can start");
+    assert!(error.is_crash_loop(), "{error}");
+    assert!(error.to_string().contains("no licence"), "{error}");
+    assert!(
+        error.failures::<u64>().is_empty(),
+        "jobs were charged: {error}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_master_for_a_running_run_is_refused() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("owner");
+    let first = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+        .nats(&url)
+        .run_name(&run)
+        .worker_limit(1)
+        .logging(false)
+        .jobs((0..300).map(|n| (n, 2)))
+        .start()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let error = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+        .nats(&url)
+        .run_name(&run)
+        .logging(false)
+        .jobs((0..300).map(|n| (n, 2)))
+        .run()
+        .await
+        .expect_err("the run has a master");
+    assert!(error.is_transport(), "{error}");
+    assert!(
+        error.to_string().contains("another master runs it"),
+        "{error}"
+    );
+    let (outputs, report) = collect(first).await;
+    assert!(report.all_completed());
+    assert_eq!(outputs.len(), 300);
+}

@@ -204,6 +204,8 @@ pub(crate) struct Master<J, O> {
     /// A resumed distributed run reads what it already finished before it takes
     /// jobs from the source.
     replaying: bool,
+    /// Remote workers taken for gone after a silence; they may come back.
+    silent: BTreeSet<u64>,
     #[cfg(feature = "nats")]
     nats: Option<Arc<crate::nats::queue::NatsTransport>>,
     _output: PhantomData<fn() -> O>,
@@ -223,7 +225,7 @@ where
     O: DeserializeOwned + Send + 'static,
 {
     pub(crate) async fn run(
-        settings: Settings,
+        #[cfg_attr(not(feature = "nats"), allow(unused_mut))] mut settings: Settings,
         shared: Arc<Shared>,
         source: Jobs<J>,
         journal: Option<Journal<J>>,
@@ -250,7 +252,13 @@ where
                 )
                 .await;
                 match started {
-                    Ok(transport) => Some(Arc::new(transport)),
+                    Ok(transport) => {
+                        // Frames travel as messages: none may outgrow the server's limit.
+                        let max_frame = settings.max_frame_bytes.min(transport.max_frame());
+                        settings.max_frame_bytes = max_frame;
+                        shared.max_frame.store(max_frame, Ordering::Relaxed);
+                        Some(Arc::new(transport))
+                    }
                     Err(e) => return Err(e.with_unsubmitted(Some(source))),
                 }
             }
@@ -306,6 +314,7 @@ where
             replaying: nats.as_ref().is_some_and(|n| n.replaying()),
             #[cfg(not(feature = "nats"))]
             replaying: false,
+            silent: BTreeSet::new(),
             #[cfg(feature = "nats")]
             nats,
             _output: PhantomData,
@@ -349,6 +358,9 @@ where
             master.show_progress();
             master.flush_events().await;
             if master.phase != Phase::Running && master.workers.is_empty() {
+                // Results stored by workers that already left may still be on their way.
+                #[cfg(feature = "nats")]
+                master.read_last_results(&mut worker_rx).await;
                 break;
             }
             let want_stream = master.phase == Phase::Running && master.wanted_jobs() > 0;
@@ -390,6 +402,30 @@ where
         master.finish(started, source)
     }
 
+    /// Before a distributed run ends, reads every result stored so far: a worker's
+    /// last results can arrive after its goodbye, and would otherwise be reported as
+    /// jobs that did not run.
+    #[cfg(feature = "nats")]
+    async fn read_last_results(&mut self, worker_rx: &mut mpsc::UnboundedReceiver<FromWorker>) {
+        let Some(nats) = self.nats.clone() else {
+            return;
+        };
+        let Some(stored) = nats.results_stored().await else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while nats.results_read() < stored && self.ledger.in_flight() > 0 {
+            match tokio::time::timeout_at(deadline, worker_rx.recv()).await {
+                Ok(Some(event)) => self.on_worker_event(event),
+                _ => break,
+            }
+        }
+        while let Ok(event) = worker_rx.try_recv() {
+            self.on_worker_event(event);
+        }
+        self.write_journal();
+    }
+
     /// Removes a distributed run's streams once every job is accounted for; a run
     /// that stopped early keeps them, so it can be resumed.
     #[cfg(feature = "nats")]
@@ -423,6 +459,12 @@ where
         if self.replaying {
             return 0;
         }
+        if self.transport.is_queue() {
+            // Only what goes on the queue at once: a job pulled from the source is
+            // published in the same turn, so no result can find it still unpublished.
+            let held = self.ledger.ready() + self.ledger.in_flight_on(QUEUE);
+            return self.transport.queue_window().saturating_sub(held);
+        }
         let windows: usize = match self.transport.is_queue() {
             true => self.transport.queue_window(),
             false => self.workers.values().map(|w| w.pacer.window()).sum(),
@@ -436,6 +478,7 @@ where
             if let Some(journal) = &mut self.journal {
                 // Done in an earlier run: it never enters this one.
                 if !journal.admit(&job, self.ledger.next_id()) {
+                    self.settled_before.remove(&self.ledger.next_id());
                     self.ledger.pass_over();
                     continue;
                 }
@@ -688,8 +731,11 @@ where
         #[cfg(feature = "nats")]
         let event = match event {
             WorkerEvent::Join { request, reply } => {
-                let answer = self.on_join(request);
-                let _ = reply.send(answer);
+                // A worker that gave up waiting must not leave a slot behind.
+                if !reply.is_closed() {
+                    let answer = self.on_join(request);
+                    let _ = reply.send(answer);
+                }
                 return;
             }
             event => event,
@@ -697,6 +743,9 @@ where
         if let WorkerEvent::CaughtUp = event {
             self.replaying = false;
             return;
+        }
+        if self.silent.remove(&worker_id) {
+            self.readmit(worker_id);
         }
         match self.workers.get_mut(&worker_id) {
             Some(slot) => slot.last_seen = Instant::now(),
@@ -780,6 +829,40 @@ where
         }
     }
 
+    /// Takes back a remote worker that went silent and speaks again.
+    fn readmit(&mut self, worker_id: u64) {
+        let Some(link) = self.transport.link_for(worker_id) else {
+            return;
+        };
+        log!(self, info, worker_id, "remote worker is back");
+        let state = match self.phase {
+            Phase::Running => {
+                self.shared.lock_links().insert(worker_id, link.clone());
+                SlotState::Ready
+            }
+            _ => {
+                let _ = link.send(control_frame(&ToWorker::Stop));
+                SlotState::Stopping
+            }
+        };
+        self.workers.insert(
+            worker_id,
+            WorkerSlot {
+                state,
+                link,
+                kill: Arc::new(Notify::new()),
+                pacer: Pacer::new(self.settings.dispatch),
+                dispatched: 0,
+                answers: 0,
+                said_bye: false,
+                crash: None,
+                kill_reason: None,
+                remote: true,
+                last_seen: Instant::now(),
+            },
+        );
+    }
+
     /// Decides whether a worker may join this distributed run: it must run this run's
     /// worker type with the same job and output types. A worker the master started
     /// itself comes with its reserved id; one from elsewhere gets a new one.
@@ -825,9 +908,18 @@ where
             }
             Some(_) => {}
         }
+        let Some(nats) = self.nats.clone() else {
+            return refuse("this run takes no workers from elsewhere".into());
+        };
         let worker_id = match request.worker_id {
-            Some(id) => match self.workers.get(&id) {
-                Some(slot) if !slot.remote && matches!(slot.state, SlotState::Starting(_)) => id,
+            Some((id, token)) => match self.workers.get(&id) {
+                Some(slot)
+                    if !slot.remote
+                        && matches!(slot.state, SlotState::Starting(_))
+                        && token == nats.join_token(id) =>
+                {
+                    id
+                }
                 _ => return refuse(format!("worker {id} is not expected")),
             },
             None => {
@@ -863,9 +955,6 @@ where
                 );
                 id
             }
-        };
-        let Some(nats) = &self.nats else {
-            return refuse("this run takes no workers from elsewhere".into());
         };
         JoinReply::Accepted {
             config: self.worker_config(worker_id),
@@ -1151,6 +1240,11 @@ where
         for worker_id in silent {
             let reason = format!("went silent for {REMOTE_SILENCE:?}");
             log!(self, warn, worker_id, "remote worker {reason}");
+            // Not a crash (the network, or the server restarting): it may come back.
+            if let Some(slot) = self.workers.get_mut(&worker_id) {
+                slot.said_bye = true;
+            }
+            self.silent.insert(worker_id);
             self.on_exit(worker_id, Err(std::io::Error::other(reason)));
         }
         match self.phase {

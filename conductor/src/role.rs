@@ -65,9 +65,11 @@ pub(crate) fn dispatch_role() {
 fn join_run(run: &str) -> ! {
     let url = std::env::var(ENV_NATS_URL).ok();
     let worker_type = std::env::var(ENV_WORKER_TYPE).ok();
-    let worker_id = std::env::var(ENV_WORKER_ID)
-        .ok()
-        .and_then(|id| id.parse::<u64>().ok());
+    // `<id>.<token>`, set by a master for a worker it started itself.
+    let worker_id = std::env::var(ENV_WORKER_ID).ok().and_then(|value| {
+        let (id, token) = value.split_once('.')?;
+        Some((id.parse::<u64>().ok()?, token.parse::<u64>().ok()?))
+    });
     for name in [
         ENV_JOIN,
         ENV_WORKER_TYPE,

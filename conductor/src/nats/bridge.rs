@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use async_nats::{Client, HeaderMap};
@@ -23,16 +23,18 @@ use tokio::sync::Notify;
 
 use super::{
     connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
-    HEADER_WORKER, HEARTBEAT, WORKERS_CONSUMER,
+    HEADER_MASTER, HEADER_WORKER, HEARTBEAT, WORKERS_CONSUMER,
 };
 use crate::protocol::{
-    control_frame, decode_control, BatchWriter, FrameReader, ToMaster, ToWorker, KIND_CONTROL,
-    PROTOCOL_VERSION,
+    control_frame, decode_control, BatchWriter, FrameReader, Request, ToMaster, ToWorker,
+    KIND_CONTROL, PROTOCOL_VERSION,
 };
 
 /// How long a pull waits for jobs before asking again.
 const PULL_WAIT: Duration = Duration::from_millis(500);
 const RETRY: Duration = Duration::from_millis(500);
+/// How long a request waits for its reply before it is sent again.
+const REASK: Duration = Duration::from_secs(3);
 /// How long a worker started before its master waits for it.
 const MASTER_WAIT: Duration = Duration::from_secs(30);
 
@@ -48,7 +50,7 @@ pub(crate) fn join(
     url: &str,
     run: &str,
     worker_type: Option<String>,
-    worker_id: Option<u64>,
+    worker_id: Option<(u64, u64)>,
 ) -> Result<Joined, String> {
     let names = RunNames::new(run).map_err(|e| e.to_string())?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -80,7 +82,7 @@ async fn run_bridge(
     url: String,
     names: RunNames,
     worker_type: Option<String>,
-    worker_id: Option<u64>,
+    worker_id: Option<(u64, u64)>,
     ready: Ready,
 ) {
     let joined = match ask_to_join(&url, &names, worker_type, worker_id).await {
@@ -94,6 +96,7 @@ async fn run_bridge(
         client,
         config_frame,
         worker_id,
+        master_id,
         worker_type,
         window,
         ack_wait,
@@ -123,9 +126,12 @@ async fn run_bridge(
         jetstream: super::jetstream_context(client),
         names,
         worker_id,
+        master_id,
         write: tokio::sync::Mutex::new(write),
         held: Mutex::new(HashMap::new()),
         room: Notify::new(),
+        started: std::sync::atomic::AtomicBool::new(false),
+        asked: Mutex::new(HashMap::new()),
         stopping: std::sync::atomic::AtomicBool::new(false),
         window,
         max_attempts,
@@ -137,7 +143,7 @@ async fn run_bridge(
     let subscribed = async {
         let own = bridge
             .client
-            .subscribe(bridge.names.worker_subject(worker_id))
+            .subscribe(bridge.names.worker_subject(&bridge.master_id, worker_id))
             .await?;
         let all = bridge.client.subscribe(bridge.names.all_subject()).await?;
         Ok::<_, async_nats::SubscribeError>(futures_util::stream::select(own, all))
@@ -159,6 +165,7 @@ async fn run_bridge(
         tokio::spawn(bridge.clone().pull_jobs()),
         tokio::spawn(bridge.clone().keep_leases(ack_wait)),
         tokio::spawn(bridge.clone().heartbeat()),
+        tokio::spawn(bridge.clone().ask_again()),
     ];
     // Runs until the worker loop closes its end (it exits).
     bridge.clone().carry_frames(read).await;
@@ -174,6 +181,7 @@ struct Accepted {
     client: Client,
     config_frame: Bytes,
     worker_id: u64,
+    master_id: String,
     worker_type: String,
     window: usize,
     ack_wait: Duration,
@@ -184,7 +192,7 @@ async fn ask_to_join(
     url: &str,
     names: &RunNames,
     worker_type: Option<String>,
-    worker_id: Option<u64>,
+    worker_id: Option<(u64, u64)>,
 ) -> Result<Accepted, String> {
     let client = connect(url).await?;
     let request = JoinRequest {
@@ -233,6 +241,7 @@ async fn ask_to_join(
         }) => Ok(Accepted {
             client,
             worker_id: config.worker_id,
+            master_id: config.master_id.clone(),
             worker_type: config.worker_type.clone(),
             config_frame: control_frame(&ToWorker::Config(config)),
             window: window.max(1) as usize,
@@ -258,11 +267,16 @@ struct Bridge {
     jetstream: jetstream::Context,
     names: RunNames,
     worker_id: u64,
+    master_id: String,
     write: tokio::sync::Mutex<OwnedWriteHalf>,
     /// Jobs handed to the worker loop and not yet answered, by job id.
     held: Mutex<HashMap<u64, jetstream::Message>>,
-    /// Signalled when held jobs are answered.
+    /// Signalled when held jobs are answered, and when the worker is ready.
     room: Notify,
+    /// The worker loop said it is ready: its init went well.
+    started: std::sync::atomic::AtomicBool,
+    /// Requests to the master not answered yet, by request id, with when they went.
+    asked: Mutex<HashMap<u64, (Bytes, Instant)>>,
     stopping: std::sync::atomic::AtomicBool,
     window: usize,
     max_attempts: u32,
@@ -272,6 +286,7 @@ impl Bridge {
     fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(HEADER_WORKER, self.worker_id.to_string().as_str());
+        headers.insert(HEADER_MASTER, self.master_id.as_str());
         headers
     }
 
@@ -292,13 +307,24 @@ impl Bridge {
             match body.first() {
                 Some(&crate::protocol::KIND_RESULTS) => self.store_results(body).await,
                 _ => {
-                    if let Some(payload) = body.get(1..) {
-                        if let Ok(ToMaster::Bye | ToMaster::Crash { .. }) =
-                            decode_control::<ToMaster>(payload)
-                        {
+                    match body.get(1..).map(decode_control::<ToMaster>) {
+                        Some(Ok(ToMaster::Bye | ToMaster::Crash { .. })) => {
                             self.stopping
                                 .store(true, std::sync::atomic::Ordering::Relaxed);
                         }
+                        // Jobs only for a worker whose init went well.
+                        Some(Ok(ToMaster::Ready { .. })) => {
+                            self.started
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                            self.room.notify_one();
+                        }
+                        Some(Ok(ToMaster::Request {
+                            request_id: Some(id),
+                            request: Request::Lookup { .. } | Request::SetLookup { .. },
+                        })) => {
+                            self.asked().insert(id, (body.clone(), Instant::now()));
+                        }
+                        _ => {}
                     }
                     let _ = self
                         .client
@@ -360,6 +386,9 @@ impl Bridge {
                 _ => Err("not a control frame".to_string()),
             };
             match decoded {
+                Ok(ToWorker::Reply { request_id, .. }) => {
+                    self.asked().remove(&request_id);
+                }
                 Ok(ToWorker::Stop | ToWorker::Abort) => {
                     self.stopping
                         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -387,6 +416,10 @@ impl Bridge {
     async fn pull_jobs(self: Arc<Self>) {
         let mut consumer = None;
         while !self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            if !self.started.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = tokio::time::timeout(PULL_WAIT, self.room.notified()).await;
+                continue;
+            }
             let room = self.window.saturating_sub(self.held().len());
             if room == 0 {
                 let _ = tokio::time::timeout(PULL_WAIT, self.room.notified()).await;
@@ -457,14 +490,58 @@ impl Bridge {
         consumer: &mut Option<jetstream::consumer::PullConsumer>,
     ) -> Option<jetstream::consumer::PullConsumer> {
         if consumer.is_none() {
-            let stream = self
-                .jetstream
-                .get_stream(self.names.jobs_stream())
-                .await
-                .ok()?;
+            let stream = match self.jetstream.get_stream(self.names.jobs_stream()).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    if is_stream_gone(&e) {
+                        self.run_is_over().await;
+                    }
+                    return None;
+                }
+            };
             *consumer = stream.get_consumer(WORKERS_CONSUMER).await.ok();
         }
         consumer.clone()
+    }
+
+    /// The run's queue is gone: its master finished it (and this worker missed the
+    /// stop) or removed it. The worker loop is told to stop, as a master would.
+    async fn run_is_over(&self) {
+        if self
+            .stopping
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let _ = self.write_frame(&control_frame(&ToWorker::Stop)).await;
+    }
+
+    fn asked(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Bytes, Instant)>> {
+        self.asked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends again the lookups the master has not answered: a request or its reply
+    /// can be lost while the server restarts, and the job waiting on it would wait
+    /// for ever. Lookups are idempotent; custom messages are not, and are not resent.
+    async fn ask_again(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let due: Vec<Bytes> = self
+                .asked()
+                .values_mut()
+                .filter(|(_, at)| at.elapsed() > REASK)
+                .map(|(body, at)| {
+                    *at = Instant::now();
+                    body.clone()
+                })
+                .collect();
+            for body in due {
+                let _ = self
+                    .client
+                    .publish_with_headers(self.names.master_subject(), self.headers(), body)
+                    .await;
+            }
+        }
     }
 
     /// Hands unanswered jobs back to the queue at once, for another worker: a worker
@@ -499,6 +576,15 @@ impl Bridge {
                 .await;
             tokio::time::sleep(HEARTBEAT).await;
         }
+    }
+}
+
+fn is_stream_gone(error: &async_nats::jetstream::context::GetStreamError) -> bool {
+    match error.kind() {
+        async_nats::jetstream::context::GetStreamErrorKind::JetStream(e) => {
+            e.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
+        }
+        _ => false,
     }
 }
 

@@ -10,7 +10,7 @@
 //! | `max_attempts` | `max_deliver = max_attempts + 1`: the extra delivery only reports the failure |
 //! | a long job's heartbeat | in-progress acks (`+WPI`) every third of the ack wait |
 //! | results | stream `CONDUCTOR_R_RESULTS`, one message per batch of results, kept until the run ends |
-//! | control frames (stats, messages, lookups, stop, abort) | subjects `conductor.R.master` and `conductor.R.worker.<id>` |
+//! | control frames (stats, messages, lookups, stop, abort) | subjects `conductor.R.master` and `conductor.R.worker.<master id>.<id>` |
 //! | the end of the run | a stop on `conductor.R.all`, for workers of any master of the run |
 //! | joining a run | a request on `conductor.R.join`, answered with the worker's settings or a refusal |
 //!
@@ -32,6 +32,9 @@ use crate::protocol::WorkerConfig;
 pub(crate) const HEADER_JOB: &str = "Conductor-Job";
 /// Header naming the worker that sent a frame.
 pub(crate) const HEADER_WORKER: &str = "Conductor-Worker";
+/// Header naming the master a worker joined: a master hears only its own workers'
+/// control frames (workers of an earlier master of the run may still be about).
+pub(crate) const HEADER_MASTER: &str = "Conductor-Master";
 /// Header marking a worker's keep-alive.
 pub(crate) const HEADER_HEARTBEAT: &str = "Conductor-Heartbeat";
 
@@ -92,8 +95,14 @@ impl RunNames {
         format!("conductor.{}.master", self.run)
     }
 
-    pub fn worker_subject(&self, worker_id: u64) -> String {
-        format!("conductor.{}.worker.{worker_id}", self.run)
+    /// Control frames for one worker of one master.
+    pub fn worker_subject(&self, master_id: &str, worker_id: u64) -> String {
+        format!("conductor.{}.worker.{master_id}.{worker_id}", self.run)
+    }
+
+    /// Where the run's master answers, so that a second one refuses to start.
+    pub fn owner_subject(&self) -> String {
+        format!("conductor.{}.owner", self.run)
     }
 
     /// Control frames for every worker of the run, whichever master it joined: the
@@ -112,8 +121,9 @@ pub(crate) struct JoinRequest {
     pub protocol: u32,
     /// The type the operator asked for, if any; otherwise the run's.
     pub worker_type: Option<String>,
-    /// Set for a worker the master started itself, which already has a slot.
-    pub worker_id: Option<u64>,
+    /// Set for a worker the master started itself, which already has a slot: its id
+    /// and the token that proves the master started it.
+    pub worker_id: Option<(u64, u64)>,
     /// Every worker type this binary has: (type, job type, output type).
     pub registered: Vec<(String, String, String)>,
     pub host: String,

@@ -1,7 +1,7 @@
 //! The master's side of the NATS mode: the run's streams, the job publisher, and the
 //! tasks that turn what workers publish into the run loop's worker events.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::{
     connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
-    HEADER_WORKER, WORKERS_CONSUMER,
+    HEADER_MASTER, HEADER_WORKER, WORKERS_CONSUMER,
 };
 use crate::error::Error;
 use crate::handle::{Shared, WorkerLink};
@@ -51,7 +51,12 @@ pub(crate) struct NatsTransport {
     queue_window: usize,
     /// Results the run had stored when this master started.
     stored_results: u64,
+    /// The sequence of the last results message handed to the run loop.
+    results_read: Arc<AtomicU64>,
     tasks: Vec<JoinHandle<()>>,
+    master_id: String,
+    /// Makes the join tokens of local workers unguessable from outside.
+    secret: u64,
     /// What a joining worker is told.
     pub(crate) worker_window: usize,
     pub(crate) ack_wait: Duration,
@@ -75,6 +80,10 @@ impl NatsTransport {
                 settings.url
             ))
         };
+        // One master per run: two would both hand out and settle its jobs.
+        let owner = claim_run(&client, &names)
+            .await
+            .map_err(|e| fail("take the run", &e))?;
         let jobs = jetstream
             .get_or_create_stream(stream::Config {
                 name: names.jobs_stream(),
@@ -85,20 +94,25 @@ impl NatsTransport {
             })
             .await
             .map_err(|e| fail("create the jobs stream", &e))?;
-        jobs.get_or_create_consumer(
-            WORKERS_CONSUMER,
-            consumer::pull::Config {
-                durable_name: Some(WORKERS_CONSUMER.to_string()),
-                ack_policy: consumer::AckPolicy::Explicit,
-                ack_wait: settings.ack_wait,
-                // The last delivery only reports that the attempts are used up.
-                max_deliver: i64::from(settings.max_attempts) + 1,
-                max_ack_pending: (settings.queue_window as i64).max(1024),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| fail("create the workers' consumer", &e))?;
+        let consumer = jobs
+            .get_or_create_consumer(
+                WORKERS_CONSUMER,
+                consumer::pull::Config {
+                    durable_name: Some(WORKERS_CONSUMER.to_string()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: settings.ack_wait,
+                    // No limit: the worker that gets a job past its attempts reports the
+                    // failure, and if that report is lost the job simply comes again.
+                    max_deliver: -1,
+                    max_ack_pending: (settings.queue_window as i64).max(1024),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| fail("create the workers' consumer", &e))?;
+        // A resumed run keeps the consumer it was created with: its leases are the
+        // ones workers must renew.
+        let ack_wait = consumer.cached_info().config.ack_wait;
         let results = jetstream
             .get_or_create_stream(stream::Config {
                 name: names.results_stream(),
@@ -110,9 +124,11 @@ impl NatsTransport {
             .await
             .map_err(|e| fail("create the results stream", &e))?;
         // Results stored before this master started: a resumed run reads them first.
-        let stored_results = results.cached_info().state.last_sequence;
+        let stored_results = results.cached_info().state.messages;
 
+        let master_id = shared.id.clone();
         let (publish, jobs_rx) = mpsc::unbounded_channel();
+        let results_read = Arc::new(AtomicU64::new(0));
         let control = client
             .subscribe(names.master_subject())
             .await
@@ -131,28 +147,34 @@ impl NatsTransport {
                 jetstream.clone(),
                 names.results_stream(),
                 stored_results,
+                results_read.clone(),
                 to_master.clone(),
             )),
             tokio::spawn(read_control(
                 control,
                 client.clone(),
                 names.clone(),
+                master_id.clone(),
                 shared,
                 to_master.clone(),
             )),
             tokio::spawn(answer_joins(joins, client.clone(), to_master)),
+            tokio::spawn(hold_run(owner, client.clone())),
         ];
         Ok(NatsTransport {
             names,
+            master_id,
+            secret: secret(),
             url: settings.url,
             client,
             jetstream,
             publish,
             queue_window: settings.queue_window,
             stored_results,
+            results_read,
             tasks,
             worker_window: settings.worker_window,
-            ack_wait: settings.ack_wait,
+            ack_wait,
             max_attempts: settings.max_attempts,
         })
     }
@@ -178,6 +200,37 @@ impl NatsTransport {
             .client
             .publish(self.names.all_subject(), stop.slice(4..))
             .await;
+    }
+
+    /// The sequence of the last results message stored now, if the server says.
+    pub async fn results_stored(&self) -> Option<u64> {
+        let mut stream = self
+            .jetstream
+            .get_stream(self.names.results_stream())
+            .await
+            .ok()?;
+        Some(stream.info().await.ok()?.state.last_sequence)
+    }
+
+    /// The sequence of the last results message handed to the run loop.
+    pub fn results_read(&self) -> u64 {
+        self.results_read.load(Ordering::SeqCst)
+    }
+
+    /// The token a worker this master started shows when it joins with its reserved
+    /// id, so that no one else can take that id.
+    pub fn join_token(&self, worker_id: u64) -> u64 {
+        (self.secret ^ worker_id).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// The largest message the server takes, less room for headers: the frame limit
+    /// of a run in this mode.
+    pub fn max_frame(&self) -> usize {
+        self.client
+            .server_info()
+            .max_payload
+            .saturating_sub(4096)
+            .max(1024)
     }
 
     /// Waits until everything published has left for the server.
@@ -217,14 +270,17 @@ impl Transport for NatsTransport {
         vec![
             (ENV_NATS_URL.to_string(), self.url.clone()),
             (ENV_JOIN.to_string(), self.names.run().to_string()),
-            (ENV_WORKER_ID.to_string(), worker_id.to_string()),
+            (
+                ENV_WORKER_ID.to_string(),
+                format!("{worker_id}.{}", self.join_token(worker_id)),
+            ),
         ]
     }
 
     fn link_for(&self, worker_id: u64) -> Option<WorkerLink> {
         Some(NatsLink::start(
             self.client.clone(),
-            self.names.worker_subject(worker_id),
+            self.names.worker_subject(&self.master_id, worker_id),
         ))
     }
 
@@ -345,10 +401,17 @@ async fn read_results(
     jetstream: jetstream::Context,
     stream_name: String,
     stored: u64,
+    read: Arc<AtomicU64>,
     to_master: mpsc::UnboundedSender<FromWorker>,
 ) {
     let mut next_sequence = 1;
     let mut caught_up = stored == 0;
+    if caught_up {
+        let _ = to_master.send(FromWorker {
+            worker_id: 0,
+            event: WorkerEvent::CaughtUp,
+        });
+    }
     loop {
         let consumer = match results_consumer(&jetstream, &stream_name, next_sequence).await {
             Ok(consumer) => consumer,
@@ -377,13 +440,16 @@ async fn read_results(
                 // Recreated from where it stopped, whatever went wrong.
                 Err(_) => break,
             };
+            // Caught up with what was stored when nothing more is waiting.
+            let mut catching_up = false;
             if let Ok(info) = message.info() {
                 next_sequence = info.stream_sequence + 1;
+                catching_up = !caught_up && info.pending == 0;
             }
-            let catching_up = !caught_up && next_sequence > stored;
             if let Some(event) = results_event(&message.message) {
                 let _ = to_master.send(event);
             }
+            read.store(next_sequence - 1, Ordering::SeqCst);
             if catching_up {
                 caught_up = true;
                 let _ = to_master.send(FromWorker {
@@ -437,10 +503,20 @@ async fn read_control(
     mut control: async_nats::Subscriber,
     client: Client,
     names: RunNames,
+    master_id: String,
     shared: Arc<Shared>,
     to_master: mpsc::UnboundedSender<FromWorker>,
 ) {
     while let Some(message) = control.next().await {
+        let ours = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(HEADER_MASTER))
+            .is_some_and(|m| m.as_str() == master_id);
+        if !ours {
+            // A worker of an earlier master of the run, or a stray message.
+            continue;
+        }
         let Some(worker_id) = header_u64(&message, HEADER_WORKER) else {
             tracing::warn!(
                 subject = %message.subject,
@@ -463,13 +539,62 @@ async fn read_control(
             .lock_links()
             .get(&worker_id)
             .cloned()
-            .unwrap_or_else(|| NatsLink::start(client.clone(), names.worker_subject(worker_id)));
+            .unwrap_or_else(|| {
+                NatsLink::start(client.clone(), names.worker_subject(&master_id, worker_id))
+            });
         if let Err(reason) = route_frame(worker_id, message.payload, &shared, &link, &send) {
             tracing::warn!(
                 worker_id,
                 "a malformed message from a worker was ignored: {reason}"
             );
             send(WorkerEvent::Malformed(reason));
+        }
+    }
+}
+
+/// A number no one outside this process can guess easily.
+fn secret() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+/// Fails if another master answers for the run; otherwise subscribes to answer for it.
+async fn claim_run(client: &Client, names: &RunNames) -> Result<async_nats::Subscriber, String> {
+    let asked = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.request(names.owner_subject(), Bytes::new()),
+    )
+    .await;
+    if let Ok(Ok(answer)) = asked {
+        return Err(format!(
+            "another master runs it ({})",
+            String::from_utf8_lossy(&answer.payload)
+        ));
+    }
+    client
+        .subscribe(names.owner_subject())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Answers for the run while this master lives.
+async fn hold_run(mut owner: async_nats::Subscriber, client: Client) {
+    let me = format!(
+        "pid {} on {}",
+        std::process::id(),
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default()
+    );
+    while let Some(question) = owner.next().await {
+        if let Some(reply) = question.reply {
+            let _ = client.publish(reply, me.clone().into()).await;
         }
     }
 }
