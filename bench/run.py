@@ -24,6 +24,9 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 CONDUCTOR = ROOT / "target/release/examples/throughput"
+# The same example with the `nats` feature, in a target dir of its own so that the
+# main binary stays the lean default build.
+CONDUCTOR_NATS = ROOT / "target/bench-nats/release/examples/throughput"
 PROCSPAWN = BENCH / "procspawn/target/release/procspawn-bench"
 RAW = BENCH / "procspawn/target/release/raw-roundtrip"
 PEERS = BENCH / "python/peers.py"
@@ -45,7 +48,7 @@ def command(system, jobs, workers, work_us=0, payload=0, extra=()):
     if system == "conductor":
         return [str(CONDUCTOR), *flags]
     if system == "conductor-nats":
-        return [str(CONDUCTOR), *flags, "--nats", NATS_URL]
+        return [str(CONDUCTOR_NATS), *flags, "--nats", NATS_URL]
     if system == "procspawn-pool":
         return [str(PROCSPAWN), *flags]
     if system == "raw-roundtrip":
@@ -262,6 +265,10 @@ def build():
                     str(BENCH / "procspawn/Cargo.toml")], check=True)
     if not CONDUCTOR.exists():
         subprocess.run(["cargo", "build", "--release", "-j", "1", "--example", "throughput"],
+                       cwd=ROOT, check=True)
+    if not CONDUCTOR_NATS.exists():
+        subprocess.run(["cargo", "build", "--release", "-j", "1", "--example", "throughput",
+                        "--features", "nats", "--target-dir", str(ROOT / "target/bench-nats")],
                        cwd=ROOT, check=True)
 
 

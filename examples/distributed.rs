@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! # machine A: the master (it also starts --workers local workers)
-//! cargo run --example distributed -- --run demo --jobs 2000 --job-ms 5
+//! cargo run --example distributed --features nats -- --run demo --jobs 2000 --job-ms 5
 //! # machines B, C, ...: the same program joins the run as workers
 //! CONDUCTOR_NATS_URL=nats://A:4222 CONDUCTOR_JOIN=demo target/debug/examples/distributed
 //! ```

@@ -660,7 +660,7 @@ where
         self.round_robin = self.round_robin.wrapping_add(1);
         for k in 0..ready.len() {
             let worker_id = ready[(self.round_robin + k) % ready.len()];
-            let Some(slot) = self.workers.get_mut(&worker_id) else {
+            let Some(slot) = self.workers.get(&worker_id) else {
                 continue;
             };
             let mut room = slot.pacer.room(self.ledger.in_flight_on(worker_id));
@@ -670,22 +670,12 @@ where
             if room == 0 {
                 continue;
             }
-            let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
-            let mut refused = Vec::new();
-            let sent = self.ledger.dispatch(
-                worker_id,
-                room,
-                MAX_BATCH_BYTES,
-                self.settings.max_frame_bytes,
-                &mut batch,
-                &mut refused,
-            );
-            if sent > 0 {
-                let _ = slot.link.send(batch.finish());
-            }
-            slot.dispatched += (sent + refused.len()) as u64;
-            for failure in refused {
-                self.record_failure(failure);
+            let (frame, taken) = self.take_batch(worker_id, room);
+            if let Some(slot) = self.workers.get_mut(&worker_id) {
+                if let Some(frame) = frame {
+                    let _ = slot.link.send(frame);
+                }
+                slot.dispatched += taken as u64;
             }
             self.maybe_recycle(worker_id);
             if self.ledger.ready() == 0 {
@@ -704,27 +694,35 @@ where
             if room == 0 || self.ledger.ready() == 0 {
                 return;
             }
-            let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
-            let mut refused = Vec::new();
-            let sent = self.ledger.dispatch(
-                QUEUE,
-                room,
-                MAX_BATCH_BYTES,
-                self.settings.max_frame_bytes,
-                &mut batch,
-                &mut refused,
-            );
-            if sent > 0 {
-                self.transport.enqueue(batch.finish());
+            let (frame, taken) = self.take_batch(QUEUE, room);
+            if let Some(frame) = frame {
+                self.transport.enqueue(frame);
             }
-            let progress = sent + refused.len();
-            for failure in refused {
-                self.record_failure(failure);
-            }
-            if progress == 0 {
+            if taken == 0 {
                 return;
             }
         }
+    }
+
+    /// Moves up to `room` ready jobs onto `holder` (a worker, or the queue), encoded
+    /// in one jobs frame; a job too large for a frame fails here. Returns the frame,
+    /// if any job went in, and how many jobs left the ready queues.
+    fn take_batch(&mut self, holder: u64, room: usize) -> (Option<Bytes>, usize) {
+        let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
+        let mut refused = Vec::new();
+        let sent = self.ledger.dispatch(
+            holder,
+            room,
+            MAX_BATCH_BYTES,
+            self.settings.max_frame_bytes,
+            &mut batch,
+            &mut refused,
+        );
+        let taken = sent + refused.len();
+        for failure in refused {
+            self.record_failure(failure);
+        }
+        ((sent > 0).then(|| batch.finish()), taken)
     }
 
     fn on_worker_event(&mut self, FromWorker { worker_id, event }: FromWorker) {

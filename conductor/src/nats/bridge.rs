@@ -430,24 +430,15 @@ impl Bridge {
                 continue;
             };
             // What is there now, without waiting; if nothing, wait for the next one.
-            let mut messages = match take_jobs(&jobs, room, None).await {
-                Ok(messages) => messages,
-                Err(_) => {
-                    consumer = None;
-                    tokio::time::sleep(RETRY).await;
-                    continue;
-                }
+            let pulled = match take_jobs(&jobs, room, None).await {
+                Ok(messages) if messages.is_empty() => take_jobs(&jobs, 1, Some(PULL_WAIT)).await,
+                other => other,
             };
-            if messages.is_empty() {
-                messages = match take_jobs(&jobs, 1, Some(PULL_WAIT)).await {
-                    Ok(messages) => messages,
-                    Err(_) => {
-                        consumer = None;
-                        tokio::time::sleep(RETRY).await;
-                        continue;
-                    }
-                };
-            }
+            let Ok(messages) = pulled else {
+                consumer = None;
+                tokio::time::sleep(RETRY).await;
+                continue;
+            };
             if messages.is_empty() {
                 continue;
             }
