@@ -1364,6 +1364,8 @@ where
         if !matches!(self.phase, Phase::Failed(_)) {
             self.phase = Phase::Aborting(Instant::now());
         }
+        // Workers on other machines are not ours to kill: they are told.
+        self.tell_all_to_abort();
         for slot in self.workers.values() {
             slot.kill.notify_one();
         }
