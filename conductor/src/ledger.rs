@@ -10,7 +10,7 @@
 //! as *suspects* that are then sent one at a time to an otherwise idle worker: a
 //! poison job then fails after its attempts run out, and its neighbours never pay.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -78,7 +78,8 @@ pub(crate) struct Ledger<J> {
     fresh: VecDeque<PendingJob<J>>,
     retry: VecDeque<PendingJob<J>>,
     suspects: VecDeque<PendingJob<J>>,
-    workers: HashMap<u64, WorkerQueue<J>>,
+    /// By worker: a few entries, looked up for every answer, so a tree (no hashing).
+    workers: BTreeMap<u64, WorkerQueue<J>>,
     in_flight: usize,
     submitted: u64,
     /// The id the next job from the source gets: its position in the source.
@@ -94,7 +95,7 @@ impl<J> Ledger<J> {
             fresh: VecDeque::new(),
             retry: VecDeque::new(),
             suspects: VecDeque::new(),
-            workers: HashMap::new(),
+            workers: BTreeMap::new(),
             in_flight: 0,
             submitted: 0,
             next_id: 0,
@@ -277,7 +278,7 @@ impl<J> Ledger<J> {
         jobs.extend(self.suspects.drain(..));
         jobs.extend(self.retry.drain(..));
         jobs.extend(self.fresh.drain(..));
-        for (_, queue) in self.workers.drain() {
+        for (_, queue) in std::mem::take(&mut self.workers) {
             jobs.extend(queue.jobs.into_iter().map(|f| f.job));
         }
         self.in_flight = 0;

@@ -478,13 +478,19 @@ where
             if let Some(journal) = &mut self.journal {
                 // Done in an earlier run: it never enters this one.
                 if !journal.admit(&job, self.ledger.next_id()) {
-                    self.settled_before.remove(&self.ledger.next_id());
+                    if !self.settled_before.is_empty() {
+                        self.settled_before.remove(&self.ledger.next_id());
+                    }
                     self.ledger.pass_over();
                     continue;
                 }
             }
             // A resumed distributed run: an earlier master saw this job through.
-            if let Some(before) = self.settled_before.remove(&self.ledger.next_id()) {
+            let before = match self.settled_before.is_empty() {
+                true => None,
+                false => self.settled_before.remove(&self.ledger.next_id()),
+            };
+            if let Some(before) = before {
                 match before {
                     None => {
                         self.ledger.pass_over();
