@@ -25,6 +25,7 @@ pub(crate) struct DispatchSettings {
 }
 
 /// One worker's window.
+#[derive(Clone)]
 pub(crate) struct Pacer {
     settings: DispatchSettings,
     window: usize,
@@ -61,6 +62,10 @@ impl Pacer {
         }
         let sample = busy.as_secs_f64() / count as f64;
         let estimate = match self.per_job {
+            // Faster news is taken at once (the window still grows at most twofold per
+            // answer): a first job slowed by the worker's start would otherwise keep
+            // the window small for dozens of answers. Slower news is averaged.
+            Some(previous) if sample < previous => sample,
             Some(previous) => previous * 0.7 + sample * 0.3,
             None => sample,
         };
@@ -72,6 +77,17 @@ impl Pacer {
 
     pub fn window(&self) -> usize {
         self.window
+    }
+
+    /// Starts from what another worker of the same conductor has learned: they run
+    /// the same job type, and a worker that joins late (a replacement, a slow start)
+    /// would otherwise creep up from a window of one while the others race ahead.
+    pub fn learn_from(&mut self, other: &Pacer) {
+        if self.settings.prefetch.is_some() || other.per_job.is_none() {
+            return;
+        }
+        self.per_job = other.per_job;
+        self.window = other.window;
     }
 }
 
@@ -94,6 +110,20 @@ mod tests {
             pacer.observe(1, Duration::from_millis(50));
         }
         assert_eq!(pacer.window(), 1);
+    }
+
+    #[test]
+    fn a_new_worker_starts_from_what_another_has_learned() {
+        let mut seasoned = Pacer::new(DispatchSettings::default());
+        for _ in 0..20 {
+            seasoned.observe(seasoned.window(), Duration::from_micros(50));
+        }
+        let mut fresh = Pacer::new(DispatchSettings::default());
+        fresh.learn_from(&seasoned);
+        assert_eq!(fresh.window(), seasoned.window());
+        // A long job on the newcomer still closes its window at once.
+        fresh.observe(1, Duration::from_millis(50));
+        assert_eq!(fresh.window(), 1);
     }
 
     #[test]

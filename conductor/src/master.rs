@@ -987,6 +987,18 @@ where
             return;
         }
         slot.state = SlotState::Ready;
+        let learned = self
+            .workers
+            .values()
+            .filter(|w| w.state == SlotState::Ready)
+            .max_by_key(|w| w.pacer.window())
+            .map(|w| w.pacer.clone());
+        let Some(slot) = self.workers.get_mut(&worker_id) else {
+            return;
+        };
+        if let Some(learned) = learned {
+            slot.pacer.learn_from(&learned);
+        }
         self.shared
             .lock_links()
             .insert(worker_id, slot.link.clone());
