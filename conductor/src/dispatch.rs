@@ -62,10 +62,6 @@ impl Pacer {
         }
         let sample = busy.as_secs_f64() / count as f64;
         let estimate = match self.per_job {
-            // Faster news is taken at once (the window still grows at most twofold per
-            // answer): a first job slowed by the worker's start would otherwise keep
-            // the window small for dozens of answers. Slower news is averaged.
-            Some(previous) if sample < previous => sample,
             Some(previous) => previous * 0.7 + sample * 0.3,
             None => sample,
         };
