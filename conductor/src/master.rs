@@ -161,6 +161,32 @@ struct WorkerSlot {
     last_seen: Instant,
 }
 
+impl WorkerSlot {
+    fn new(state: SlotState, link: WorkerLink, kill: Arc<Notify>, settings: &Settings) -> Self {
+        WorkerSlot {
+            state,
+            link,
+            kill,
+            pacer: Pacer::new(settings.dispatch),
+            dispatched: 0,
+            answers: 0,
+            said_bye: false,
+            crash: None,
+            kill_reason: None,
+            remote: false,
+            last_seen: Instant::now(),
+        }
+    }
+
+    /// A worker on another machine: no process of ours to kill or wait for.
+    fn remote(state: SlotState, link: WorkerLink, settings: &Settings) -> Self {
+        WorkerSlot {
+            remote: true,
+            ..WorkerSlot::new(state, link, Arc::new(Notify::new()), settings)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
     Running,
@@ -610,22 +636,13 @@ where
             self.worker_tx.clone(),
         ));
         log!(self, debug, worker_id, "worker process started");
-        self.workers.insert(
-            worker_id,
-            WorkerSlot {
-                state: SlotState::Starting(Instant::now()),
-                link,
-                kill,
-                pacer: Pacer::new(self.settings.dispatch),
-                dispatched: 0,
-                answers: 0,
-                said_bye: false,
-                crash: None,
-                kill_reason: None,
-                remote: false,
-                last_seen: Instant::now(),
-            },
+        let slot = WorkerSlot::new(
+            SlotState::Starting(Instant::now()),
+            link,
+            kill,
+            &self.settings,
         );
+        self.workers.insert(worker_id, slot);
         Ok(())
     }
 
@@ -849,22 +866,8 @@ where
                 SlotState::Stopping
             }
         };
-        self.workers.insert(
-            worker_id,
-            WorkerSlot {
-                state,
-                link,
-                kill: Arc::new(Notify::new()),
-                pacer: Pacer::new(self.settings.dispatch),
-                dispatched: 0,
-                answers: 0,
-                said_bye: false,
-                crash: None,
-                kill_reason: None,
-                remote: true,
-                last_seen: Instant::now(),
-            },
-        );
+        let slot = WorkerSlot::remote(state, link, &self.settings);
+        self.workers.insert(worker_id, slot);
     }
 
     /// Decides whether a worker may join this distributed run: it must run this run's
@@ -941,22 +944,9 @@ where
                     pid = request.pid,
                     "a worker joined from elsewhere"
                 );
-                self.workers.insert(
-                    id,
-                    WorkerSlot {
-                        state: SlotState::Starting(Instant::now()),
-                        link,
-                        kill: Arc::new(Notify::new()),
-                        pacer: Pacer::new(self.settings.dispatch),
-                        dispatched: 0,
-                        answers: 0,
-                        said_bye: false,
-                        crash: None,
-                        kill_reason: None,
-                        remote: true,
-                        last_seen: Instant::now(),
-                    },
-                );
+                let slot =
+                    WorkerSlot::remote(SlotState::Starting(Instant::now()), link, &self.settings);
+                self.workers.insert(id, slot);
                 id
             }
         };
