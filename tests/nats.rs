@@ -831,3 +831,30 @@ async fn a_second_master_for_a_running_run_is_refused() {
     assert!(report.all_completed());
     assert_eq!(outputs.len(), 300);
 }
+
+#[tokio::test]
+async fn local_workers_are_recycled_after_max_jobs() {
+    let Some(url) = nats_url() else { return };
+    let running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
+        .nats(&url)
+        .run_name(unique_run("recycle"))
+        .worker_limit(2)
+        .prefetch(4)
+        .max_jobs_per_worker(50)
+        .logging(false)
+        .jobs((0..400).map(|n| (n, 0)))
+        .start()
+        .unwrap();
+    let (outputs, report) = collect(running).await;
+    assert!(report.all_completed(), "{report:?}");
+    let mut per_worker: BTreeMap<u64, u64> = BTreeMap::new();
+    for (worker_id, _) in outputs.values() {
+        *per_worker.entry(*worker_id).or_default() += 1;
+    }
+    assert!(
+        per_worker.values().all(|&jobs| jobs <= 50),
+        "{per_worker:?}"
+    );
+    assert!(report.workers_started() >= 8, "{report:?}");
+    assert_eq!(report.worker_crashes(), 0, "recycling is not crashing");
+}

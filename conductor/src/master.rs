@@ -950,11 +950,13 @@ where
                 id
             }
         };
+        let remote = self.workers.get(&worker_id).is_some_and(|w| w.remote);
         JoinReply::Accepted {
             config: self.worker_config(worker_id),
             window: nats.worker_window as u32,
             ack_wait_ms: nats.ack_wait.as_millis() as u64,
             max_attempts: nats.max_attempts,
+            max_jobs: self.settings.max_jobs_per_worker.filter(|_| !remote),
         }
     }
 
@@ -974,6 +976,10 @@ where
         };
         // A worker killed or stopped meanwhile stays out of the live set.
         if !matches!(slot.state, SlotState::Starting(_)) {
+            if slot.state == SlotState::Stopping && self.transport.is_queue() {
+                // A stop sent before it listened on its subject was lost: again.
+                let _ = slot.link.send(control_frame(&ToWorker::Stop));
+            }
             return;
         }
         slot.state = SlotState::Ready;
@@ -1085,10 +1091,15 @@ where
             return;
         };
         let idle = self.ledger.in_flight_on(worker_id) == 0;
+        let queue = self.transport.is_queue();
         let Some(slot) = self.workers.get_mut(&worker_id) else {
             return;
         };
-        if slot.state != SlotState::Ready || slot.dispatched < limit || !idle {
+        // From a shared queue a worker pulls for itself: count what it answered (it
+        // finishes the few jobs it holds before it stops). A worker from elsewhere is
+        // not ours to replace.
+        let ran = if queue { slot.answers } else { slot.dispatched };
+        if slot.remote || slot.state != SlotState::Ready || ran < limit || !idle {
             return;
         }
         slot.state = SlotState::Stopping;
@@ -1167,8 +1178,13 @@ where
         // Without a private channel its bye travels apart from its exit: a clean exit
         // code says the same.
         let clean_exit = !self.transport.private_channel() && code == Some(0);
-        let expected =
-            said_bye || clean_exit || matches!(self.phase, Phase::Aborting(_) | Phase::Failed(_));
+        // From a shared queue a worker holds no job of the ledger's: one told to stop
+        // (its join refused as the run ends, say) leaves however it exits.
+        let told_to_stop = self.transport.is_queue() && slot.state == SlotState::Stopping;
+        let expected = said_bye
+            || clean_exit
+            || told_to_stop
+            || matches!(self.phase, Phase::Aborting(_) | Phase::Failed(_));
         if !expected {
             self.worker_crashes += 1;
             let reason = match (&slot.kill_reason, &slot.crash, &status) {

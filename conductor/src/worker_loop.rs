@@ -54,11 +54,13 @@ pub(crate) fn set_before_exit(hook: Box<dyn Fn() + Send + Sync>) {
     let _ = BEFORE_EXIT.set(hook);
 }
 
+/// Set by the first thread that ends the process.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
 /// Ends the worker process, after the transport has sent what it holds. The first
 /// caller decides the exit code: a thread that sees the channel close because the
 /// process is already exiting must not turn a clean exit into "master gone".
 pub(crate) fn exit_worker(code: i32) -> ! {
-    static EXITING: AtomicBool = AtomicBool::new(false);
     if EXITING.swap(true, Ordering::SeqCst) {
         loop {
             std::thread::park();
@@ -571,7 +573,10 @@ impl WorkerShared {
     }
 
     fn master_gone(&self) -> ! {
-        self.log(format_args!("the master is gone; exiting"));
+        // The channel also closes when this process is already on its way out.
+        if !EXITING.load(Ordering::SeqCst) {
+            self.log(format_args!("the master is gone; exiting"));
+        }
         exit_worker(EXIT_MASTER_GONE)
     }
 

@@ -31,7 +31,7 @@ use crate::protocol::{
 };
 
 /// How long a pull waits for jobs before asking again.
-const PULL_WAIT: Duration = Duration::from_millis(500);
+const PULL_WAIT: Duration = Duration::from_millis(250);
 const RETRY: Duration = Duration::from_millis(500);
 /// How long a request waits for its reply before it is sent again.
 const REASK: Duration = Duration::from_secs(3);
@@ -101,6 +101,7 @@ async fn run_bridge(
         window,
         ack_wait,
         max_attempts,
+        max_jobs,
     } = joined;
     let (ours, theirs) = match UnixStream::pair() {
         Ok(pair) => pair,
@@ -135,6 +136,7 @@ async fn run_bridge(
         stopping: std::sync::atomic::AtomicBool::new(false),
         window,
         max_attempts,
+        pulls_left: std::sync::atomic::AtomicU64::new(max_jobs.unwrap_or(u64::MAX)),
     });
     if bridge.write_frame(&config_frame).await.is_err() {
         let _ = ready.send(Err("the worker's channel closed at once".into()));
@@ -160,15 +162,22 @@ async fn run_bridge(
         channel: theirs,
         worker_type,
     }));
+    let puller = tokio::spawn(bridge.clone().pull_jobs());
     let tasks = [
         tokio::spawn(bridge.clone().carry_control(control)),
-        tokio::spawn(bridge.clone().pull_jobs()),
         tokio::spawn(bridge.clone().keep_leases(ack_wait)),
         tokio::spawn(bridge.clone().heartbeat()),
         tokio::spawn(bridge.clone().ask_again()),
     ];
     // Runs until the worker loop closes its end (it exits).
     bridge.clone().carry_frames(read).await;
+    // A pull under way is let finish, not cut off: the server counts the jobs it
+    // delivered as held by this worker, and only their ack wait would free them.
+    bridge
+        .stopping
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    bridge.room.notify_one();
+    let _ = tokio::time::timeout(PULL_WAIT + Duration::from_secs(2), puller).await;
     for task in tasks {
         task.abort();
     }
@@ -186,6 +195,7 @@ struct Accepted {
     window: usize,
     ack_wait: Duration,
     max_attempts: u32,
+    max_jobs: Option<u64>,
 }
 
 async fn ask_to_join(
@@ -238,6 +248,7 @@ async fn ask_to_join(
             window,
             ack_wait_ms,
             max_attempts,
+            max_jobs,
         }) => Ok(Accepted {
             client,
             worker_id: config.worker_id,
@@ -247,6 +258,7 @@ async fn ask_to_join(
             window: window.max(1) as usize,
             ack_wait: Duration::from_millis(ack_wait_ms.max(100)),
             max_attempts,
+            max_jobs,
         }),
         Ok(JoinReply::Refused { reason }) => Err(format!(
             "the master of run `{}` refused this worker: {reason}",
@@ -280,6 +292,8 @@ struct Bridge {
     stopping: std::sync::atomic::AtomicBool,
     window: usize,
     max_attempts: u32,
+    /// Jobs it may still pull before it is replaced.
+    pulls_left: std::sync::atomic::AtomicU64,
 }
 
 impl Bridge {
@@ -420,7 +434,11 @@ impl Bridge {
                 let _ = tokio::time::timeout(PULL_WAIT, self.room.notified()).await;
                 continue;
             }
-            let room = self.window.saturating_sub(self.held().len());
+            let left = self.pulls_left.load(std::sync::atomic::Ordering::Relaxed);
+            let room = self
+                .window
+                .saturating_sub(self.held().len())
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
             if room == 0 {
                 let _ = tokio::time::timeout(PULL_WAIT, self.room.notified()).await;
                 continue;
@@ -442,6 +460,15 @@ impl Bridge {
             if messages.is_empty() {
                 continue;
             }
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                // Pulled while the worker was told to stop: straight back to the queue.
+                for message in messages {
+                    let _ = message.ack_with(AckKind::Nak(None)).await;
+                }
+                return;
+            }
+            self.pulls_left
+                .fetch_sub(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
             let mut frame = BatchWriter::jobs(4096);
             let mut exhausted = BatchWriter::results(256);
             for message in messages {

@@ -139,6 +139,9 @@ pub(crate) enum JoinReply {
         window: u32,
         ack_wait_ms: u64,
         max_attempts: u32,
+        /// The most jobs it takes before it is replaced (`max_jobs_per_worker`), for
+        /// a worker the master started itself.
+        max_jobs: Option<u64>,
     },
     Refused {
         reason: String,
