@@ -57,6 +57,13 @@ async fn slow(job: u32) -> anyhow::Result<u32> {
     Ok(job)
 }
 
+/// Blocks its thread for `ms` milliseconds: its job thread reads nothing meanwhile.
+#[conductor::worker(type = "blocker")]
+fn blocker(ms: u64) -> anyhow::Result<u64> {
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(ms)
+}
+
 #[conductor::worker(type = "namer")]
 async fn namer(job: u32, worker: &Worker) -> anyhow::Result<String> {
     if job == 99 {
@@ -525,6 +532,38 @@ async fn abort_hands_back_every_job_that_did_not_run() {
         .expect("the source was not finished");
     let next = rest.next().await.unwrap();
     assert_eq!(u64::from(next), report.submitted());
+}
+
+#[tokio::test]
+async fn a_worker_stuck_in_a_long_job_still_hears_the_abort() {
+    let mut running = Conductor::<u64, u64>::new("blocker")
+        .worker_limit(1)
+        .jobs([30_000u64])
+        .start()
+        .unwrap();
+    let mut exits = Vec::new();
+    while let Some(event) = running.next_event().await {
+        match event {
+            Event::WorkerStarted { .. } => {
+                // Let the job begin: the job thread then sleeps inside it.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                running.handle().abort();
+            }
+            Event::WorkerExited(exit) => exits.push(exit),
+            _ => {}
+        }
+    }
+    let report = running.wait().await.unwrap();
+    assert!(report.aborted());
+    assert_eq!(report.not_run().len(), 1);
+    // Exit code 5 is a worker leaving on the master's abort: its watchdog read the abort
+    // while the job still ran, before the master's grace ran out and it was killed.
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert_eq!(
+        (exits[0].code, exits[0].signal),
+        (Some(5), None),
+        "{exits:?}"
+    );
 }
 
 /// A stream that counts how far it has been pulled.

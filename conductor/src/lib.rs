@@ -107,6 +107,7 @@ mod ledger;
 mod link;
 mod lookup;
 mod master;
+mod master_channel;
 mod message;
 #[cfg(feature = "nats")]
 mod nats;

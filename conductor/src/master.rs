@@ -84,6 +84,12 @@ pub(crate) enum Backend {
 const ABORT_GRACE: Duration = Duration::from_secs(2);
 /// How often deadlines (job timeouts, start-up, shutdown) are checked.
 const TICK: Duration = Duration::from_millis(50);
+/// The longest an event waits in the master before it is handed to the reader of
+/// events. Handing over each one at once would wake the reader for every job that
+/// ends alone (one job in flight per worker): most of the master's work then.
+const EVENT_LINGER: Duration = Duration::from_millis(1);
+/// Events are handed over at once when this many wait.
+const EVENT_BATCH: usize = 4096;
 /// How long the master waits before trying again to start a worker that failed to start.
 const SPAWN_RETRY: Duration = Duration::from_millis(200);
 /// How long the master waits for a dead worker's last frames.
@@ -206,6 +212,8 @@ pub(crate) struct Master<J, O> {
     worker_tx: mpsc::UnboundedSender<FromWorker>,
     events: Option<mpsc::Sender<Vec<Event<J, O>>>>,
     pending_events: Vec<Event<J, O>>,
+    /// When the run loop first saw the oldest of `pending_events`.
+    events_waiting_since: Option<Instant>,
     failures: Vec<JobFailure<J>>,
     stats: Aggregator,
     phase: Phase,
@@ -318,6 +326,7 @@ where
             worker_tx,
             events,
             pending_events: Vec::new(),
+            events_waiting_since: None,
             failures: Vec::new(),
             stats: Aggregator::default(),
             phase: Phase::Running,
@@ -357,6 +366,8 @@ where
         let mut pulled = Vec::new();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let events_due = tokio::time::sleep(EVENT_LINGER);
+        tokio::pin!(events_due);
         loop {
             master.check_signals();
             if master.phase == Phase::Running {
@@ -382,8 +393,11 @@ where
             master.maybe_end_drain();
             master.write_journal();
             master.show_progress();
-            master.flush_events().await;
-            if master.phase != Phase::Running && master.workers.is_empty() {
+            let ending = master.phase != Phase::Running && master.workers.is_empty();
+            if let Some(due) = master.flush_events(ending).await {
+                events_due.as_mut().reset(due.into());
+            }
+            if ending {
                 // Results stored by workers that already left may still be on their way.
                 #[cfg(feature = "nats")]
                 master.read_last_results(&mut worker_rx).await;
@@ -414,6 +428,7 @@ where
                         source = None;
                     }
                 }
+                _ = &mut events_due, if master.events_waiting_since.is_some() => {}
                 _ = tick.tick() => {
                     // Hear out what already arrived, so no deadline is judged on stale news.
                     while let Ok(event) = worker_rx.try_recv() {
@@ -1495,18 +1510,36 @@ where
         }
     }
 
-    async fn flush_events(&mut self) {
+    /// Hands the waiting events over if they have waited [`EVENT_LINGER`], are many,
+    /// or `now`; otherwise returns when they will be due, if they just began waiting.
+    async fn flush_events(&mut self, now: bool) -> Option<Instant> {
         if self.pending_events.is_empty() {
-            return;
+            return None;
         }
+        let since = match self.events_waiting_since {
+            Some(since) => since,
+            None if now || self.pending_events.len() >= EVENT_BATCH => Instant::now(),
+            None => {
+                let since = Instant::now();
+                self.events_waiting_since = Some(since);
+                return Some(since + EVENT_LINGER);
+            }
+        };
+        if !now && self.pending_events.len() < EVENT_BATCH && since.elapsed() < EVENT_LINGER {
+            return None;
+        }
+        self.events_waiting_since = None;
         // The next batch will likely be as large: spare it the regrowth.
         let capacity = self.pending_events.len();
         let batch = std::mem::replace(&mut self.pending_events, Vec::with_capacity(capacity));
-        let Some(events) = &self.events else { return };
+        let Some(events) = &self.events else {
+            return None;
+        };
         if events.send(batch).await.is_err() {
             // Nobody listens any more: stop producing events.
             self.events = None;
         }
+        None
     }
 
     fn finish(mut self, started: Instant, source: Option<Jobs<J>>) -> Result<Report<J>, Error> {

@@ -1,11 +1,13 @@
 //! The worker process: handshake, then jobs in, results out, until the master says stop.
 //!
-//! Three small threads keep the process responsive whatever the job code does: the
-//! reader (frames from the master; end-of-file means the master is gone, and the
-//! process exits at once even if a job is busy), the stats timer, and the result
-//! flusher (results wait at most [`RESULT_LINGER`] before they are sent, so the master
-//! always knows which job is running). Job code runs on the main thread inside a tokio
-//! runtime, one job at a time, so blocking job code stalls nothing else.
+//! Job code runs on the main thread (the job thread) inside a tokio runtime, one job
+//! at a time; the job thread also reads the master's frames whenever it has nothing to
+//! run. Three small threads keep the process responsive whatever the job code does:
+//! the watchdog (reads the channel while a job runs long or waits for a reply; see
+//! [`crate::master_channel`]; end-of-file means the master is gone, and the process
+//! exits even if a job is busy), the stats timer, and the result flusher (results wait
+//! at most [`RESULT_LINGER`] before they are sent, so the master always knows which
+//! job is running).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -21,6 +23,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
+use crate::master_channel::{MasterChannel, NO_WORK};
 use crate::message::{Message, Responder};
 use crate::protocol::{
     control_frame, decode_control, read_frame, BatchWriter, Frame, JobQueue, ReplyResult, Request,
@@ -44,6 +47,9 @@ const RESULT_FLUSH_BYTES: usize = 256 << 10;
 const NO_JOB: u64 = u64::MAX;
 /// How many jobs may run back to back before the job thread looks for messages.
 const INBOX_CHECK_EVERY: u32 = 32;
+/// How long jobs may run back to back before the job thread reads the frames waiting
+/// on its channel (a message, a stop) instead of only when its queue runs dry.
+const CHANNEL_CHECK_EVERY: Duration = Duration::from_millis(1);
 
 /// Runs before a worker process exits: set by a transport whose last frames need
 /// time to leave the process (the NATS bridge).
@@ -78,7 +84,7 @@ pub struct WorkerBoot {
     pub(crate) worker_type: String,
 }
 
-/// State shared by the job thread, the reader, the timers and every [`Worker`] handle.
+/// State shared by the job thread, the watchdog, the timers and every [`Worker`] handle.
 pub(crate) struct WorkerShared {
     pub id: u64,
     pub master_id: String,
@@ -88,10 +94,14 @@ pub(crate) struct WorkerShared {
     logging: bool,
     pub max_frame: usize,
     writer: Mutex<UnixStream>,
+    channel: MasterChannel,
     pending: Mutex<HashMap<u64, oneshot::Sender<ReplyResult>>>,
     next_request: AtomicU64,
     results: Mutex<ResultBuffer>,
     results_waiting: Condvar,
+    /// The flusher is timing the buffered results: the job thread need not wake it.
+    /// Cleared, under the results lock, only by the flusher.
+    flusher_armed: AtomicBool,
     current_job: AtomicU64,
 }
 
@@ -100,11 +110,13 @@ struct ResultBuffer {
     first_at: Option<Instant>,
 }
 
-/// What the reader thread hands to the job thread.
+/// What the watchdog hands to the job thread, or what a frame asks of it.
 enum Inbox {
     Jobs(Bytes),
     Message(Message),
     Stop,
+    /// The watchdog has handed the channel back.
+    ChannelFree,
 }
 
 /// Runs a worker of type `W` on the channel until the master stops it; returns the
@@ -139,19 +151,21 @@ pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
         logging: config.logging,
         max_frame: config.max_frame_bytes as usize,
         writer: Mutex::new(channel),
+        channel: MasterChannel::new(reader),
         pending: Mutex::new(HashMap::new()),
         next_request: AtomicU64::new(1),
         results: Mutex::new(ResultBuffer {
             batch: BatchWriter::results(4096),
             first_at: None,
         }),
+        flusher_armed: AtomicBool::new(false),
         results_waiting: Condvar::new(),
         current_job: AtomicU64::new(NO_JOB),
     });
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
-    spawn_thread("conductor-reader", {
+    spawn_thread("conductor-watchdog", {
         let shared = shared.clone();
-        move || read_loop(&shared, reader, inbox_tx)
+        move || watchdog_loop(&shared, inbox_tx)
     });
     spawn_thread("conductor-stats", {
         let shared = shared.clone();
@@ -236,11 +250,16 @@ fn handshake<W: JobWorker>(
 /// The job thread: runs jobs and messages in arrival order until told to stop.
 async fn job_loop<W: JobWorker>(
     worker: Worker,
-    mut inbox: mpsc::UnboundedReceiver<Inbox>,
+    inbox: mpsc::UnboundedReceiver<Inbox>,
     crash_on_error: bool,
 ) -> i32 {
     let shared = worker.shared.clone();
-    let mut state = match catch_panic(W::init(&worker)).await {
+    // Like a job, `init` may wait for replies: the watchdog reads for it.
+    let mut work_started = NO_WORK + 1;
+    shared.channel.set_current_work(work_started);
+    let initialized = catch_panic(W::init(&worker)).await;
+    shared.channel.set_current_work(NO_WORK);
+    let mut state = match initialized {
         Ok(Ok(state)) => state,
         Ok(Err(e)) => shared.crash(format!("init failed: {e:#}")),
         Err(panic) => shared.crash(format!("init panicked: {panic}")),
@@ -253,35 +272,55 @@ async fn job_loop<W: JobWorker>(
         job_type: std::any::type_name::<W::Job>().to_string(),
         output_type: std::any::type_name::<W::Output>().to_string(),
     });
-    let mut jobs = JobQueue::default();
-    let mut messages: VecDeque<Message> = VecDeque::new();
-    let mut stopping = false;
+    let mut todo = Todo {
+        inbox,
+        jobs: JobQueue::default(),
+        messages: VecDeque::new(),
+        stopping: false,
+    };
     let mut since_inbox_check = 0u32;
+    let mut channel_checked = Instant::now();
+    let mut unsent_results = false;
     loop {
         // Messages are taken between jobs, but looking for them after every tiny job
         // would cost more than the job: look every few jobs, and whenever idle.
         since_inbox_check += 1;
-        if since_inbox_check >= INBOX_CHECK_EVERY || jobs.is_empty() {
+        if since_inbox_check >= INBOX_CHECK_EVERY || todo.jobs.is_empty() {
             since_inbox_check = 0;
-            while let Ok(item) = inbox.try_recv() {
-                accept(item, &mut jobs, &mut messages, &mut stopping);
+            todo.take_inbox();
+            if !todo.jobs.is_empty() && channel_checked.elapsed() >= CHANNEL_CHECK_EVERY {
+                channel_checked = Instant::now();
+                todo.read_waiting_frames(&shared);
             }
         }
-        if let Some(message) = messages.pop_front() {
+        if let Some(message) = todo.messages.pop_front() {
             let cmd = message.cmd().to_string();
-            match catch_panic(state.on_message(message, &worker)).await {
+            work_started += 1;
+            shared.channel.set_current_work(work_started);
+            let outcome = catch_panic(state.on_message(message, &worker)).await;
+            shared.channel.set_current_work(NO_WORK);
+            match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => shared.log(format_args!("handler of `{cmd}` failed: {e:#}")),
                 Err(panic) => shared.log(format_args!("handler of `{cmd}` panicked: {panic}")),
             }
             continue;
         }
-        if let Some(job) = jobs.pop() {
+        if let Some(job) = todo.jobs.pop() {
             let (id, decoded) = match job {
                 Ok((id, payload)) => (id, postcard::from_bytes::<W::Job>(payload)),
                 Err(e) => shared.protocol_failure(&e.to_string()),
             };
-            if let Some(failure) = run_job(&mut state, &worker, id, decoded).await {
+            if unsent_results {
+                // This job may run long: results already done must not wait for it.
+                shared.arm_flusher();
+            }
+            work_started += 1;
+            shared.channel.set_current_work(work_started);
+            let failure = run_job(&mut state, &worker, id, decoded).await;
+            shared.channel.set_current_work(NO_WORK);
+            unsent_results = true;
+            if let Some(failure) = failure {
                 if crash_on_error {
                     shared.flush_results();
                     shared.crash(format!("job {id} failed: {failure}"));
@@ -289,14 +328,15 @@ async fn job_loop<W: JobWorker>(
             }
             continue;
         }
-        if stopping {
+        if todo.stopping {
             break;
         }
-        // Nothing left to run: send what is done before waiting for more.
+        // Nothing left to run: send what is done, then wait for the master, on the
+        // channel itself unless the watchdog is reading it.
         shared.flush_results();
-        match inbox.recv().await {
-            Some(item) => accept(item, &mut jobs, &mut messages, &mut stopping),
-            None => break,
+        unsent_results = false;
+        if !todo.wait_for_frame(&shared).await {
+            break;
         }
     }
     shared.flush_results();
@@ -305,11 +345,72 @@ async fn job_loop<W: JobWorker>(
     EXIT_OK
 }
 
-fn accept(item: Inbox, jobs: &mut JobQueue, messages: &mut VecDeque<Message>, stopping: &mut bool) {
-    match item {
-        Inbox::Jobs(body) => jobs.push_frame(body),
-        Inbox::Message(message) => messages.push_back(message),
-        Inbox::Stop => *stopping = true,
+/// What the job thread has to do, and where more comes from.
+struct Todo {
+    /// Frames the watchdog read while the job thread was busy.
+    inbox: mpsc::UnboundedReceiver<Inbox>,
+    jobs: JobQueue,
+    messages: VecDeque<Message>,
+    stopping: bool,
+}
+
+impl Todo {
+    fn accept(&mut self, item: Inbox) {
+        match item {
+            Inbox::Jobs(body) => self.jobs.push_frame(body),
+            Inbox::Message(message) => self.messages.push_back(message),
+            Inbox::Stop => self.stopping = true,
+            Inbox::ChannelFree => {}
+        }
+    }
+
+    /// Takes what the watchdog has read; says whether there was anything.
+    fn take_inbox(&mut self) -> bool {
+        let mut any = false;
+        while let Ok(item) = self.inbox.try_recv() {
+            self.accept(item);
+            any = true;
+        }
+        any
+    }
+
+    /// Takes the frames that can be read from the channel without waiting.
+    fn read_waiting_frames(&mut self, shared: &Arc<WorkerShared>) {
+        let Some(mut reader) = shared.channel.try_take() else {
+            return;
+        };
+        // The watchdog passes on what it read before it hands the channel back:
+        // take that first, so frames keep their order.
+        self.take_inbox();
+        while shared.channel.has_data(&reader) {
+            let frame = shared.read_frame(&mut reader);
+            if let Some(item) = shared.route(frame) {
+                self.accept(item);
+            }
+        }
+    }
+
+    /// Waits for the next frame, on the channel itself unless the watchdog is reading
+    /// it; `false` when no frame can come any more.
+    async fn wait_for_frame(&mut self, shared: &Arc<WorkerShared>) -> bool {
+        if let Some(mut reader) = shared.channel.try_take() {
+            if self.take_inbox() {
+                return true;
+            }
+            let frame = shared.read_frame(&mut reader);
+            drop(reader);
+            if let Some(item) = shared.route(frame) {
+                self.accept(item);
+            }
+            return true;
+        }
+        match self.inbox.recv().await {
+            Some(item) => {
+                self.accept(item);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -370,55 +471,20 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// The reader thread: routes the master's frames; exits the process when it is gone.
-fn read_loop(shared: &Arc<WorkerShared>, channel: UnixStream, inbox: mpsc::UnboundedSender<Inbox>) {
-    let mut reader = BufReader::with_capacity(64 << 10, channel);
-    loop {
-        let body = match read_frame(&mut reader, shared.max_frame) {
-            Ok(Some(body)) => body,
-            Ok(None) => shared.master_gone(),
-            Err(e) => shared.protocol_failure(&e.to_string()),
-        };
-        let payload = match Frame::parse(body) {
-            Ok(Frame::Jobs(body)) => {
-                let _ = inbox.send(Inbox::Jobs(body));
-                continue;
+/// The watchdog thread: reads the channel for the job thread while it is busy.
+fn watchdog_loop(shared: &Arc<WorkerShared>, inbox: mpsc::UnboundedSender<Inbox>) {
+    shared.channel.watch(
+        |reader| shared.read_frame(reader),
+        |frame| {
+            let item = match frame {
+                Some(body) => shared.route(body),
+                None => Some(Inbox::ChannelFree),
+            };
+            if let Some(item) = item {
+                let _ = inbox.send(item);
             }
-            Ok(Frame::Control(payload)) => payload,
-            Ok(Frame::Results(_)) => shared.protocol_failure("the master sent a results frame"),
-            Err(e) => shared.protocol_failure(&e.to_string()),
-        };
-        match decode_control::<ToWorker>(&payload) {
-            Ok(ToWorker::Message {
-                cmd,
-                data,
-                request_id,
-            }) => {
-                let responder = request_id.map(|request_id| {
-                    let shared = shared.clone();
-                    Responder::new(&cmd, move |result| {
-                        shared.send_control(&ToMaster::Reply { request_id, result })
-                    })
-                });
-                let _ = inbox.send(Inbox::Message(Message::new(None, cmd, data, responder)));
-            }
-            Ok(ToWorker::Reply { request_id, result }) => {
-                let waiter = shared.lock_pending().remove(&request_id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(result);
-                }
-            }
-            Ok(ToWorker::Stop) => {
-                let _ = inbox.send(Inbox::Stop);
-            }
-            Ok(ToWorker::Abort) => {
-                shared.log(format_args!("aborted by the master"));
-                exit_worker(EXIT_ABORTED);
-            }
-            Ok(ToWorker::Config(_)) => shared.protocol_failure("a second handshake"),
-            Err(e) => shared.protocol_failure(&e.to_string()),
-        }
-    }
+        },
+    );
 }
 
 fn stats_loop(shared: &WorkerShared, interval: Duration) {
@@ -431,17 +497,21 @@ fn stats_loop(shared: &WorkerShared, interval: Duration) {
 }
 
 /// Sends results that have waited [`RESULT_LINGER`], so a long job never hides the
-/// results of the short jobs before it.
+/// results of the short jobs before it. The job thread arms it only when it starts a
+/// job with results still buffered: a worker that answers each job before taking the
+/// next never wakes it.
 fn flush_loop(shared: &WorkerShared) {
     let mut results = shared.lock_results();
     loop {
+        if !shared.flusher_armed.load(Ordering::Relaxed) {
+            results = shared
+                .results_waiting
+                .wait(results)
+                .unwrap_or_else(|p| p.into_inner());
+            continue;
+        }
         match results.first_at {
-            None => {
-                results = shared
-                    .results_waiting
-                    .wait(results)
-                    .unwrap_or_else(|p| p.into_inner())
-            }
+            None => shared.flusher_armed.store(false, Ordering::Relaxed),
             Some(first_at) => {
                 let due = first_at + RESULT_LINGER;
                 let now = Instant::now();
@@ -460,6 +530,55 @@ fn flush_loop(shared: &WorkerShared) {
 }
 
 impl WorkerShared {
+    /// Reads one frame from the master; exits the process when it is gone.
+    fn read_frame(&self, reader: &mut BufReader<UnixStream>) -> Bytes {
+        match read_frame(reader, self.max_frame) {
+            Ok(Some(body)) => body,
+            Ok(None) => self.master_gone(),
+            Err(e) => self.protocol_failure(&e.to_string()),
+        }
+    }
+
+    /// Acts on a frame from the master: a reply reaches its waiter here, an abort ends
+    /// the process; what the job thread must run comes back.
+    fn route(self: &Arc<Self>, body: Bytes) -> Option<Inbox> {
+        let payload = match Frame::parse(body) {
+            Ok(Frame::Jobs(body)) => return Some(Inbox::Jobs(body)),
+            Ok(Frame::Control(payload)) => payload,
+            Ok(Frame::Results(_)) => self.protocol_failure("the master sent a results frame"),
+            Err(e) => self.protocol_failure(&e.to_string()),
+        };
+        match decode_control::<ToWorker>(&payload) {
+            Ok(ToWorker::Message {
+                cmd,
+                data,
+                request_id,
+            }) => {
+                let responder = request_id.map(|request_id| {
+                    let shared = self.clone();
+                    Responder::new(&cmd, move |result| {
+                        shared.send_control(&ToMaster::Reply { request_id, result })
+                    })
+                });
+                Some(Inbox::Message(Message::new(None, cmd, data, responder)))
+            }
+            Ok(ToWorker::Reply { request_id, result }) => {
+                let waiter = self.lock_pending().remove(&request_id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(result);
+                }
+                None
+            }
+            Ok(ToWorker::Stop) => Some(Inbox::Stop),
+            Ok(ToWorker::Abort) => {
+                self.log(format_args!("aborted by the master"));
+                exit_worker(EXIT_ABORTED);
+            }
+            Ok(ToWorker::Config(_)) => self.protocol_failure("a second handshake"),
+            Err(e) => self.protocol_failure(&e.to_string()),
+        }
+    }
+
     /// Serializes a job's output straight into the result batch. An output too large
     /// for a frame is refused with the reason, to be sent as the job's error.
     fn finish_output<O: serde::Serialize>(&self, id: u64, output: &O) -> Result<(), String> {
@@ -493,15 +612,24 @@ impl WorkerShared {
         self.after_push(&mut results);
     }
 
-    /// Wakes the flusher for a batch's first result; sends a batch that grew large.
+    /// Notes when a batch's first result came; sends a batch that grew large.
     fn after_push(&self, results: &mut MutexGuard<'_, ResultBuffer>) {
         if results.first_at.is_none() {
             results.first_at = Some(Instant::now());
-            self.results_waiting.notify_one();
         }
         if results.batch.byte_len() >= RESULT_FLUSH_BYTES {
             self.flush_locked(results);
         }
+    }
+
+    /// Has the flusher time the buffered results, unless it already does.
+    fn arm_flusher(&self) {
+        if self.flusher_armed.load(Ordering::Relaxed) {
+            return;
+        }
+        let _results = self.lock_results();
+        self.flusher_armed.store(true, Ordering::Relaxed);
+        self.results_waiting.notify_one();
     }
 
     pub(crate) fn flush_results(&self) {
@@ -539,6 +667,8 @@ impl WorkerShared {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.lock_pending().insert(request_id, tx);
+        // The job thread may be busy running the job that waits: have the watchdog read.
+        let _reading = self.channel.awaiting_reply();
         self.send_control(&ToMaster::Request {
             request_id: Some(request_id),
             request,
