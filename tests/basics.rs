@@ -84,9 +84,13 @@ fn env_reader(_job: u8) -> anyhow::Result<(Option<String>, bool)> {
         "CONDUCTOR_CHANNEL_FD",
         "CONDUCTOR_JOIN",
         "CONDUCTOR_WORKER_ID",
+        "CONDUCTOR_MASTER_PID",
     ];
     let leaked = role.iter().any(|name| std::env::var_os(name).is_some());
-    Ok((std::env::var("GREETING").ok(), leaked))
+    // The channel arrives as stdin; job code must find stdin empty, as /dev/null.
+    let mut byte = [0u8; 1];
+    let stdin_empty = std::io::Read::read(&mut std::io::stdin(), &mut byte)? == 0;
+    Ok((std::env::var("GREETING").ok(), leaked || !stdin_empty))
 }
 
 #[conductor::worker(type = "asker")]

@@ -23,9 +23,14 @@ pub const ENV_RUN: &str = "CONDUCTOR_RUN";
 pub const ENV_JOIN: &str = "CONDUCTOR_JOIN";
 /// The id a master reserved for a worker process it started itself.
 pub(crate) const ENV_WORKER_ID: &str = "CONDUCTOR_WORKER_ID";
+/// The process id of the master that started this worker: the worker dies with it.
+pub(crate) const ENV_MASTER_PID: &str = "CONDUCTOR_MASTER_PID";
 
 /// Runs the worker and exits when this process was started as one; returns otherwise.
 pub(crate) fn dispatch_role() {
+    if std::env::var_os(ENV_JOIN).is_some() || std::env::var_os(ENV_WORKER_TYPE).is_some() {
+        die_with_master();
+    }
     if let Some(run) = std::env::var_os(ENV_JOIN) {
         join_run(&run.to_string_lossy());
     }
@@ -114,6 +119,27 @@ fn join_run(run: &str) -> ! {
     }
 }
 
+/// Has the kernel kill this worker when the master that started it dies; exits now if
+/// it already has. Workers started by hand (no master pid) live on their own.
+fn die_with_master() {
+    let master = std::env::var(ENV_MASTER_PID).ok();
+    std::env::remove_var(ENV_MASTER_PID);
+    let Some(master) = master.and_then(|pid| pid.parse::<u32>().ok()) else {
+        return;
+    };
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and nothing else.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    }
+    // The master may have died before the line above: this process then has a new
+    // parent, and no signal would ever come.
+    // SAFETY: getppid cannot fail.
+    if unsafe { libc::getppid() } as u32 != master {
+        std::process::exit(crate::worker_loop::EXIT_MASTER_GONE);
+    }
+}
+
 /// Masters start workers through /proc/self/exe, so the kernel names them "exe";
 /// give them the program's name back, for `ps`, `top` and `pgrep`.
 fn name_process_after_program() {
@@ -133,18 +159,31 @@ fn name_process_after_program() {
 }
 
 /// Takes ownership of the inherited channel and keeps it from leaking into programs
-/// that job code starts (they would hold it open and hide the master's exit).
+/// that job code starts (they would hold it open and hide the master's exit). A
+/// channel that came as stdin moves to an fd of its own, and stdin becomes
+/// /dev/null, as job code expects of a worker.
 fn adopt_channel(fd: RawFd) -> Option<UnixStream> {
-    // SAFETY: fcntl on an integer fd is harmless; it fails with EBADF if it is not open.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
+    // SAFETY: fcntl on an integer fd is harmless; it fails with EBADF if it is not
+    // open. F_DUPFD_CLOEXEC makes a new fd that nothing else owns.
+    let channel = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if channel < 0 {
         return None;
     }
-    // SAFETY: as above; setting FD_CLOEXEC only affects future exec calls.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+    // SAFETY: open and dup2 on fds this process owns; /dev/null replaces `fd`.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if fd == 0 && null >= 0 {
+            libc::dup2(null, 0);
+        } else {
+            libc::close(fd);
+        }
+        if null >= 0 && null != fd {
+            libc::close(null);
+        }
+    }
     // SAFETY: the master created this fd for us alone and nothing else in this
     // process owns it.
-    Some(unsafe { UnixStream::from_raw_fd(fd) })
+    Some(unsafe { UnixStream::from_raw_fd(channel) })
 }
 
 fn refuse(channel: UnixStream, reason: &str) -> ! {
