@@ -61,14 +61,16 @@ impl Pacer {
             return;
         }
         let sample = busy.as_secs_f64() / count as f64;
+        // A small window's samples include the round trip: the fastest one is closest
+        // to the job's own time, so a faster sample is taken at once, a slower averaged.
         let estimate = match self.per_job {
-            Some(previous) => previous * 0.7 + sample * 0.3,
-            None => sample,
+            Some(previous) if sample > previous => previous * 0.7 + sample * 0.3,
+            _ => sample,
         };
         self.per_job = Some(estimate);
         let wanted = (TARGET_QUEUED_WORK.as_secs_f64() / estimate.max(1e-9)).ceil() as usize;
-        // Grow at most twofold per answer, like a slow start; shrink at once.
-        self.window = wanted.clamp(1, MAX_WINDOW).min(self.window * 2);
+        // Grow at most fourfold per answer, like a slow start; shrink at once.
+        self.window = wanted.clamp(1, MAX_WINDOW).min(self.window * 4);
     }
 
     pub fn window(&self) -> usize {
@@ -106,6 +108,19 @@ mod tests {
             pacer.observe(1, Duration::from_millis(50));
         }
         assert_eq!(pacer.window(), 1);
+    }
+
+    #[test]
+    fn a_faster_sample_is_believed_at_once_and_growth_stays_bounded() {
+        let mut pacer = Pacer::new(DispatchSettings::default());
+        // One job answered after 200 µs, mostly the round trip: 2 ms / 200 µs = 10,
+        // but the window grows at most fourfold.
+        pacer.observe(1, Duration::from_micros(200));
+        assert_eq!(pacer.window(), 4);
+        // Four answered in 40 µs: 10 µs a job, taken at once (wanted 200), yet the
+        // window still only quadruples.
+        pacer.observe(4, Duration::from_micros(40));
+        assert_eq!(pacer.window(), 16);
     }
 
     #[test]

@@ -281,6 +281,8 @@ async fn job_loop<W: JobWorker>(
     let mut since_inbox_check = 0u32;
     let mut channel_checked = Instant::now();
     let mut unsent_results = false;
+    // How far into the queue the job thread was when it last sent results.
+    let mut sent_at = 0u64;
     loop {
         // Messages are taken between jobs, but looking for them after every tiny job
         // would cost more than the job: look every few jobs, and whenever idle.
@@ -319,7 +321,16 @@ async fn job_loop<W: JobWorker>(
             shared.channel.set_current_work(work_started);
             let failure = run_job(&mut state, &worker, id, decoded).await;
             shared.channel.set_current_work(NO_WORK);
-            unsent_results = true;
+            // Send results every half frame of jobs: the master refills while the rest
+            // run, so the next frame is here before the queue runs dry.
+            let handed_out = todo.jobs.handed_out_bytes();
+            if handed_out - sent_at >= todo.jobs.last_frame_bytes() as u64 / 2 {
+                shared.flush_results();
+                sent_at = handed_out;
+                unsent_results = false;
+            } else {
+                unsent_results = true;
+            }
             if let Some(failure) = failure {
                 if crash_on_error {
                     shared.flush_results();
@@ -335,6 +346,7 @@ async fn job_loop<W: JobWorker>(
         // channel itself unless the watchdog is reading it.
         shared.flush_results();
         unsent_results = false;
+        sent_at = todo.jobs.handed_out_bytes();
         if !todo.wait_for_frame(&shared).await {
             break;
         }
