@@ -53,6 +53,8 @@ def command(system, jobs, workers, work_us=0, payload=0, extra=()):
         return [str(PROCSPAWN), *flags]
     if system == "raw-roundtrip":
         return [str(RAW), *flags]
+    if system == "raw-roundtrip-poll":
+        return [str(RAW), *flags, "--multiplex", "1"]
     return [sys.executable, str(PEERS), "--system", system.removeprefix("python-"), *flags]
 
 
@@ -61,8 +63,9 @@ def workloads(quick):
     w1_jobs = 20_000 if quick else 100_000
     return [
         ("W1", "", ALL, dict(jobs=w1_jobs, workers=2)),
-        # The raw baseline ignores --prefetch: it always has one job in flight per worker.
-        ("W1-prefetch1", "", ["conductor", "raw-roundtrip"],
+        # The raw baselines ignore --prefetch: they always have one job in flight per
+        # worker; raw-roundtrip has a thread per child, raw-roundtrip-poll one for all.
+        ("W1-prefetch1", "", ["conductor", "raw-roundtrip", "raw-roundtrip-poll"],
          dict(jobs=100_000, workers=2, extra=("--prefetch", "1"))),
         ("W2", "1 worker", ALL, dict(jobs=200, workers=1, work_us=10_000)),
         ("W2", "2 workers", ALL, dict(jobs=200, workers=2, work_us=10_000)),
@@ -259,17 +262,16 @@ def summarize(records, args, argv, elapsed, path):
 # ---------------------------------------------------------------- main
 
 def build():
-    """Build the procspawn peer; build the conductor example only if missing.
-    -j 1: the benchmark machine has 2 cores that others share."""
+    """Build the procspawn peer and the conductor example (cargo skips what is up to
+    date, so a stale binary is never measured). -j 1: the benchmark machine has 2
+    cores that others share."""
     subprocess.run(["cargo", "build", "--release", "-j", "1", "--manifest-path",
                     str(BENCH / "procspawn/Cargo.toml")], check=True)
-    if not CONDUCTOR.exists():
-        subprocess.run(["cargo", "build", "--release", "-j", "1", "--example", "throughput"],
-                       cwd=ROOT, check=True)
-    if not CONDUCTOR_NATS.exists():
-        subprocess.run(["cargo", "build", "--release", "-j", "1", "--example", "throughput",
-                        "--features", "nats", "--target-dir", str(ROOT / "target/bench-nats")],
-                       cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-j", "1", "--example", "throughput"],
+                   cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-j", "1", "--example", "throughput",
+                    "--features", "nats", "--target-dir", str(ROOT / "target/bench-nats")],
+                   cwd=ROOT, check=True)
 
 
 def main():
