@@ -80,8 +80,8 @@ impl MasterChannel {
         !reader.buffer().is_empty() || self.readable_within(Duration::ZERO)
     }
 
-    /// Marks the job thread as running `work` (a job id + 1, or a handler's number),
-    /// or as free with [`NO_WORK`].
+    /// Marks the job thread as running `work` (a number it changes for every job,
+    /// handler or `init` it starts), or as free with [`NO_WORK`].
     pub fn set_current_work(&self, work: u64) {
         self.current_work.store(work, Ordering::Relaxed);
     }
@@ -100,8 +100,8 @@ impl MasterChannel {
     }
 
     /// The watchdog thread's loop: reads the channel for a busy job thread, passing
-    /// each frame to `deliver`, and calls `handed_back` each time it gives the
-    /// channel back. `read` reads one frame (it does not return if the channel fails).
+    /// each frame to `deliver` as `Some`, and `None` each time it gives the channel
+    /// back. `read` reads one frame (it does not return if the channel fails).
     pub fn watch<R, F>(&self, mut read: impl FnMut(&mut BufReader<UnixStream>) -> R, mut deliver: F)
     where
         F: FnMut(Option<R>),
