@@ -391,7 +391,7 @@ where
     /// The run goes on its own thread; dropping the [`Running`] does not stop it (use
     /// [`ConductorHandle::abort`]).
     pub fn start(self) -> Result<Running<J, O>, Error> {
-        let (events_tx, events) = mpsc::channel(64);
+        let (events_tx, events) = mpsc::channel(16);
         let handle = self.handle();
         let (settings, shared, source, journal, commands) = self.prepare()?;
         let input = RunInput {

@@ -89,7 +89,7 @@ const TICK: Duration = Duration::from_millis(50);
 /// ends alone (one job in flight per worker): most of the master's work then.
 const EVENT_LINGER: Duration = Duration::from_millis(1);
 /// Events are handed over at once when this many wait.
-const EVENT_BATCH: usize = 4096;
+const EVENT_BATCH: usize = 2048;
 /// How long the master waits before trying again to start a worker that failed to start.
 const SPAWN_RETRY: Duration = Duration::from_millis(200);
 /// How long the master waits for a dead worker's last frames.

@@ -45,6 +45,8 @@ pub(crate) const RESULT_LINGER: Duration = Duration::from_millis(2);
 /// A result batch is sent as soon as it holds this many bytes.
 const RESULT_FLUSH_BYTES: usize = 256 << 10;
 const NO_JOB: u64 = u64::MAX;
+/// Results are sent before the queue runs dry only once jobs of this many bytes ran.
+const SEND_EVERY_MIN_BYTES: u64 = 2048;
 /// How many jobs may run back to back before the job thread looks for messages.
 const INBOX_CHECK_EVERY: u32 = 32;
 /// How long jobs may run back to back before the job thread reads the frames waiting
@@ -322,9 +324,12 @@ async fn job_loop<W: JobWorker>(
             let failure = run_job(&mut state, &worker, id, decoded).await;
             shared.channel.set_current_work(NO_WORK);
             // Send results every half frame of jobs: the master refills while the rest
-            // run, so the next frame is here before the queue runs dry.
+            // run, so the next frame is here before the queue runs dry. Small frames
+            // (a window still opening, one job per message in the distributed mode)
+            // are answered when the queue runs dry, in one frame.
             let handed_out = todo.jobs.handed_out_bytes();
-            if handed_out - sent_at >= todo.jobs.last_frame_bytes() as u64 / 2 {
+            let done = handed_out - sent_at;
+            if done >= SEND_EVERY_MIN_BYTES && done >= todo.jobs.last_frame_bytes() as u64 / 2 {
                 shared.flush_results();
                 sent_at = handed_out;
                 unsent_results = false;
@@ -409,12 +414,17 @@ impl Todo {
             if self.take_inbox() {
                 return true;
             }
-            let frame = shared.read_frame(&mut reader);
-            drop(reader);
-            if let Some(item) = shared.route(frame) {
-                self.accept(item);
+            // The first frame, and those that came with it: jobs that arrived together
+            // run back to back and are answered in one frame.
+            loop {
+                let frame = shared.read_frame(&mut reader);
+                if let Some(item) = shared.route(frame) {
+                    self.accept(item);
+                }
+                if reader.buffer().is_empty() {
+                    return true;
+                }
             }
-            return true;
         }
         match self.inbox.recv().await {
             Some(item) => {
