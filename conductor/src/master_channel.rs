@@ -15,7 +15,7 @@
 use std::io::BufReader;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ pub(crate) struct MasterChannel {
     current_work: AtomicU64,
     /// Requests whose reply has not arrived: somebody must read while the job runs.
     awaited_replies: AtomicUsize,
+    /// The job thread has the watchdog read ahead, whatever it does (large frames).
+    read_ahead: AtomicBool,
     /// Set to wake the watchdog before its next look.
     wake: Mutex<bool>,
     woken: Condvar,
@@ -61,6 +63,7 @@ impl MasterChannel {
             reader: Mutex::new(BufReader::with_capacity(64 << 10, stream)),
             current_work: AtomicU64::new(NO_WORK),
             awaited_replies: AtomicUsize::new(0),
+            read_ahead: AtomicBool::new(false),
             wake: Mutex::new(false),
             woken: Condvar::new(),
         }
@@ -93,6 +96,21 @@ impl MasterChannel {
         AwaitingReply(self)
     }
 
+    /// Has the watchdog read every frame, ahead of the job thread, or stop doing so.
+    /// Reading a large frame takes about as long as its job, and the master can only
+    /// write it while someone reads: the two must overlap.
+    pub fn set_read_ahead(&self, on: bool) {
+        self.read_ahead.store(on, Ordering::Relaxed);
+        if on {
+            self.wake_watchdog();
+        }
+    }
+
+    /// Whether the watchdog reads every frame (see [`MasterChannel::set_read_ahead`]).
+    pub fn reads_ahead(&self) -> bool {
+        self.read_ahead.load(Ordering::Relaxed)
+    }
+
     fn wake_watchdog(&self) {
         let mut wake = self.wake.lock().unwrap_or_else(|p| p.into_inner());
         *wake = true;
@@ -113,12 +131,18 @@ impl MasterChannel {
             let work = self.current_work.load(Ordering::Relaxed);
             let busy = work != NO_WORK;
             let needs_reply = self.awaited_replies.load(Ordering::Relaxed) > 0;
-            if busy && (work == last_seen || needs_reply) {
-                if let Ok(mut reader) = self.reader.try_lock() {
-                    self.read_while_busy(&mut reader, &mut read, &mut deliver);
-                    drop(reader);
-                    deliver(None);
-                }
+            let reader = if self.reads_ahead() {
+                // The job thread holds the channel only while it reads one frame.
+                Some(self.reader.lock().unwrap_or_else(|p| p.into_inner()))
+            } else if busy && (work == last_seen || needs_reply) {
+                self.reader.try_lock().ok()
+            } else {
+                None
+            };
+            if let Some(mut reader) = reader {
+                self.read_while_busy(&mut reader, &mut read, &mut deliver);
+                drop(reader);
+                deliver(None);
             }
             every = if busy || needs_reply || work != last_seen {
                 WATCH_EVERY
@@ -154,6 +178,7 @@ impl MasterChannel {
     fn job_thread_free(&self) -> bool {
         self.current_work.load(Ordering::Relaxed) == NO_WORK
             && self.awaited_replies.load(Ordering::Relaxed) == 0
+            && !self.reads_ahead()
     }
 
     /// Waits up to `timeout`, or until woken.

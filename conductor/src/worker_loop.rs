@@ -45,6 +45,9 @@ pub(crate) const RESULT_LINGER: Duration = Duration::from_millis(2);
 /// A result batch is sent as soon as it holds this many bytes.
 const RESULT_FLUSH_BYTES: usize = 256 << 10;
 const NO_JOB: u64 = u64::MAX;
+/// While frames are this large, the watchdog reads them as jobs run, not the job
+/// thread between jobs.
+const READ_AHEAD_FRAME_BYTES: usize = 128 << 10;
 /// Results are sent before the queue runs dry only once jobs of this many bytes ran.
 const SEND_EVERY_MIN_BYTES: u64 = 2048;
 /// How many jobs may run back to back before the job thread looks for messages.
@@ -318,6 +321,10 @@ async fn job_loop<W: JobWorker>(
             if unsent_results {
                 // This job may run long: results already done must not wait for it.
                 shared.arm_flusher();
+            }
+            let large_frames = todo.jobs.last_frame_bytes() >= READ_AHEAD_FRAME_BYTES;
+            if large_frames != shared.channel.reads_ahead() {
+                shared.channel.set_read_ahead(large_frames);
             }
             work_started += 1;
             shared.channel.set_current_work(work_started);
