@@ -61,11 +61,9 @@ impl Pacer {
             return;
         }
         let sample = busy.as_secs_f64() / count as f64;
-        // A small window's samples include the round trip: the fastest one is closest
-        // to the job's own time, so a faster sample is taken at once, a slower averaged.
         let estimate = match self.per_job {
-            Some(previous) if sample > previous => previous * 0.7 + sample * 0.3,
-            _ => sample,
+            Some(previous) => previous * 0.7 + sample * 0.3,
+            None => sample,
         };
         self.per_job = Some(estimate);
         let wanted = (TARGET_QUEUED_WORK.as_secs_f64() / estimate.max(1e-9)).ceil() as usize;
@@ -111,15 +109,12 @@ mod tests {
     }
 
     #[test]
-    fn a_faster_sample_is_believed_at_once_and_growth_stays_bounded() {
+    fn the_window_grows_at_most_fourfold_per_answer() {
         let mut pacer = Pacer::new(DispatchSettings::default());
-        // One job answered after 200 µs, mostly the round trip: 2 ms / 200 µs = 10,
-        // but the window grows at most fourfold.
-        pacer.observe(1, Duration::from_micros(200));
+        // 1 µs a job asks for 2,000 jobs in flight; the window gets there by steps.
+        pacer.observe(1, Duration::from_micros(1));
         assert_eq!(pacer.window(), 4);
-        // Four answered in 40 µs: 10 µs a job, taken at once (wanted 200), yet the
-        // window still only quadruples.
-        pacer.observe(4, Duration::from_micros(40));
+        pacer.observe(4, Duration::from_micros(4));
         assert_eq!(pacer.window(), 16);
     }
 
