@@ -64,6 +64,15 @@ fn blocker(ms: u64) -> anyhow::Result<u64> {
     Ok(ms)
 }
 
+/// Sums a job's bytes, asking the master for a lookup on every tenth job.
+#[conductor::worker(type = "byte_summer")]
+async fn byte_summer(job: (u32, Vec<u8>), worker: &Worker) -> anyhow::Result<u64> {
+    if job.0 % 10 == 0 {
+        worker.lookup::<u32, _>("offsets", &0u32).await?;
+    }
+    Ok(job.1.iter().map(|&b| u64::from(b)).sum::<u64>() + u64::from(job.0))
+}
+
 #[conductor::worker(type = "namer")]
 async fn namer(job: u32, worker: &Worker) -> anyhow::Result<String> {
     if job == 99 {
@@ -536,6 +545,37 @@ async fn abort_hands_back_every_job_that_did_not_run() {
         .expect("the source was not finished");
     let next = rest.next().await.unwrap();
     assert_eq!(u64::from(next), report.submitted());
+}
+
+#[tokio::test]
+async fn large_and_small_frames_in_turn_lose_nothing() {
+    // 256 KiB jobs have the watchdog read frames ahead of the job thread; the tiny
+    // ones after them hand the channel back; lookups need a reader in both modes.
+    let sizes = (0..30u32)
+        .map(|_| 256 << 10)
+        .chain((0..3000).map(|_| 3))
+        .chain((0..10).map(|_| 200 << 10));
+    let jobs: Vec<(u32, Vec<u8>)> = sizes
+        .enumerate()
+        .map(|(n, size)| (n as u32, vec![(n % 7) as u8; size]))
+        .collect();
+    let expected: u64 = jobs
+        .iter()
+        .map(|(n, bytes)| bytes.iter().map(|&b| u64::from(b)).sum::<u64>() + u64::from(*n))
+        .sum();
+    let run = collect(
+        Conductor::<(u32, Vec<u8>), u64>::new("byte_summer")
+            .worker_limit(2)
+            .lookup_table("offsets", [(0u32, 0u32)])
+            .jobs(jobs)
+            .start()
+            .unwrap(),
+    )
+    .await;
+    let outputs = outputs(&run.events);
+    assert_eq!(outputs.len(), 3040);
+    assert_eq!(outputs.values().sum::<u64>(), expected);
+    assert_eq!((run.report.completed(), run.report.failed()), (3040, 0));
 }
 
 #[tokio::test]
