@@ -67,7 +67,7 @@ fn blocker(ms: u64) -> anyhow::Result<u64> {
 /// Sums a job's bytes, asking the master for a lookup on every tenth job.
 #[conductor::worker(type = "byte_summer")]
 async fn byte_summer(job: (u32, Vec<u8>), worker: &Worker) -> anyhow::Result<u64> {
-    if job.0 % 10 == 0 {
+    if job.0.is_multiple_of(10) {
         worker.lookup::<u32, _>("offsets", &0u32).await?;
     }
     Ok(job.1.iter().map(|&b| u64::from(b)).sum::<u64>() + u64::from(job.0))
