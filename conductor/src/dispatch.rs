@@ -11,7 +11,7 @@ use std::time::Duration;
 /// How much work, by time, each worker should have queued.
 pub(crate) const TARGET_QUEUED_WORK: Duration = Duration::from_millis(2);
 /// The most jobs in flight per worker, whatever the estimate.
-pub(crate) const MAX_WINDOW: usize = 4096;
+pub(crate) const MAX_WINDOW: usize = 2048;
 /// The most bytes of jobs in one frame (a larger single job still goes alone).
 pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
 
