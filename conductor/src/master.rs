@@ -1516,17 +1516,16 @@ where
         if self.pending_events.is_empty() {
             return None;
         }
-        let since = match self.events_waiting_since {
-            Some(since) => since,
-            None if now || self.pending_events.len() >= EVENT_BATCH => Instant::now(),
-            None => {
-                let since = Instant::now();
-                self.events_waiting_since = Some(since);
-                return Some(since + EVENT_LINGER);
+        if !now && self.pending_events.len() < EVENT_BATCH {
+            match self.events_waiting_since {
+                None => {
+                    let since = Instant::now();
+                    self.events_waiting_since = Some(since);
+                    return Some(since + EVENT_LINGER);
+                }
+                Some(since) if since.elapsed() < EVENT_LINGER => return None,
+                Some(_) => {}
             }
-        };
-        if !now && self.pending_events.len() < EVENT_BATCH && since.elapsed() < EVENT_LINGER {
-            return None;
         }
         self.events_waiting_since = None;
         // The next batch will likely be as large: spare it the regrowth.
