@@ -781,6 +781,63 @@ async fn a_failing_init_hook_is_a_crash_loop_that_names_its_error() {
     assert_eq!(error.not_run_count() + unpulled, 10);
 }
 
+/// With one job in flight per worker, the master stages each worker's next jobs; a
+/// long job must not hold back the jobs staged behind it while the other worker idles.
+#[tokio::test]
+async fn jobs_staged_behind_a_long_job_go_to_an_idle_worker() {
+    let jobs = (0..300u64).map(|n| if n == 150 { 2000 } else { 0 });
+    let Collected { events, report } = collect(
+        Conductor::<u64, u64>::new("blocker")
+            .worker_limit(2)
+            .prefetch(1)
+            .jobs(jobs)
+            .start()
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((report.completed(), report.failed()), (300, 0));
+    let order: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Output(output) => Some(output.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order.len(), 300);
+    assert_eq!(order.last(), Some(&150), "a job waited behind the long one");
+}
+
+#[tokio::test]
+async fn a_shutdown_sends_none_of_the_jobs_staged_for_workers() {
+    let mut running = Conductor::<u64, u64>::new("blocker")
+        .worker_limit(2)
+        .prefetch(1)
+        .handle_signals(false)
+        .jobs((0..50_000u64).map(|_| 0))
+        .start()
+        .unwrap();
+    let mut completed = BTreeSet::new();
+    while let Some(event) = running.next_event().await {
+        if let Event::Output(output) = event {
+            completed.insert(output.id);
+            if completed.len() == 500 {
+                running.handle().shutdown();
+            }
+        }
+    }
+    let report = running.wait().await.unwrap();
+    assert_eq!(report.interrupted(), Some(conductor::Interrupt::Shutdown));
+    assert_eq!(report.failed(), 0);
+    assert_eq!(report.completed(), completed.len() as u64);
+    assert!(!report.not_run().is_empty(), "the run was not cut short");
+    assert_eq!(
+        report.completed() + report.not_run().len() as u64,
+        report.submitted()
+    );
+    let not_run: BTreeSet<u64> = report.not_run().iter().map(|(id, _)| *id).collect();
+    assert!(not_run.is_disjoint(&completed));
+}
+
 #[tokio::test]
 async fn shutdown_finishes_jobs_in_flight_and_reports_the_rest() {
     let mut running = Conductor::<u32, u32>::new("slow")

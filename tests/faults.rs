@@ -149,12 +149,19 @@ async fn events_and_report<J, O>(
 
 #[tokio::test]
 async fn workers_killed_mid_run_lose_no_job_and_run_none_twice_in_the_report() {
+    kill_workers_mid_run(Conductor::<u64, (u64, u32)>::new("doubler")).await;
+}
+
+/// With one job in flight, the next ones wait staged in the master's lane for each
+/// worker: a killed worker's staged jobs were never sent, and come back uncharged.
+#[tokio::test]
+async fn workers_killed_with_jobs_staged_for_them_lose_none() {
+    kill_workers_mid_run(Conductor::<u64, (u64, u32)>::new("doubler").prefetch(1)).await;
+}
+
+async fn kill_workers_mid_run(conductor: Conductor<u64, (u64, u32)>) {
     let total = 5000u64;
-    let mut running = Conductor::<u64, (u64, u32)>::new("doubler")
-        .worker_limit(2)
-        .jobs(0..total)
-        .start()
-        .unwrap();
+    let mut running = conductor.worker_limit(2).jobs(0..total).start().unwrap();
     let mut outputs: BTreeMap<u64, u64> = BTreeMap::new();
     let mut kills = 0;
     let mut crash_events = Vec::new();

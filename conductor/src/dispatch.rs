@@ -14,6 +14,8 @@ pub(crate) const TARGET_QUEUED_WORK: Duration = Duration::from_millis(2);
 pub(crate) const MAX_WINDOW: usize = 2048;
 /// The most bytes of jobs in one frame (a larger single job still goes alone).
 pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
+/// The most jobs a worker's lane holds staged with a fixed window.
+pub(crate) const MAX_STAGED: usize = 256;
 
 /// The user's overrides, for the rare workload the estimate serves badly.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,7 +59,7 @@ impl Pacer {
 
     /// Learns from `count` answers that arrived `busy` after the oldest of them started.
     pub fn observe(&mut self, count: usize, busy: Duration) {
-        if count == 0 || self.settings.prefetch.is_some() {
+        if count == 0 {
             return;
         }
         let sample = busy.as_secs_f64() / count as f64;
@@ -66,7 +68,10 @@ impl Pacer {
             None => sample,
         };
         self.per_job = Some(estimate);
-        let wanted = (TARGET_QUEUED_WORK.as_secs_f64() / estimate.max(1e-9)).ceil() as usize;
+        if self.settings.prefetch.is_some() {
+            return;
+        }
+        let wanted = self.jobs_for_target_work();
         // Grow at most fourfold per answer, like a slow start; shrink at once.
         self.window = wanted.clamp(1, MAX_WINDOW).min(self.window * 4);
     }
@@ -75,15 +80,37 @@ impl Pacer {
         self.window
     }
 
+    /// With a fixed window, how many more jobs the master keeps staged in the
+    /// worker's lane (see `lane.rs`) so that its next job leaves as soon as it answers:
+    /// enough for about [`TARGET_QUEUED_WORK`] with the window, at most
+    /// [`MAX_STAGED`]. None until the job time is known, and none for jobs long
+    /// enough that a round trip does not matter.
+    pub fn staged_target(&self) -> usize {
+        if self.settings.prefetch.is_none() || self.per_job.is_none() {
+            return 0;
+        }
+        self.jobs_for_target_work()
+            .min(MAX_STAGED)
+            .saturating_sub(self.window)
+    }
+
+    /// Jobs that make about [`TARGET_QUEUED_WORK`] at the estimated job time.
+    fn jobs_for_target_work(&self) -> usize {
+        let per_job = self.per_job.unwrap_or(f64::MAX).max(1e-9);
+        (TARGET_QUEUED_WORK.as_secs_f64() / per_job).ceil() as usize
+    }
+
     /// Starts from what another worker of the same conductor has learned: they run
     /// the same job type, and a worker that joins late (a replacement, a slow start)
     /// would otherwise creep up from a window of one while the others race ahead.
     pub fn learn_from(&mut self, other: &Pacer) {
-        if self.settings.prefetch.is_some() || other.per_job.is_none() {
+        if other.per_job.is_none() {
             return;
         }
         self.per_job = other.per_job;
-        self.window = other.window;
+        if self.settings.prefetch.is_none() {
+            self.window = other.window;
+        }
     }
 }
 
@@ -143,6 +170,35 @@ mod tests {
         assert_eq!(pacer.room(4), 4);
         pacer.observe(100, Duration::from_nanos(1));
         assert_eq!(pacer.window(), 8, "a fixed prefetch does not adapt");
+    }
+
+    #[test]
+    fn a_fixed_window_stages_jobs_only_while_they_are_short() {
+        let mut pacer = Pacer::new(DispatchSettings {
+            prefetch: Some(1),
+            batch: None,
+        });
+        assert_eq!(
+            pacer.staged_target(),
+            0,
+            "nothing staged before a job time is known"
+        );
+        pacer.observe(1, Duration::from_micros(1));
+        assert_eq!(pacer.staged_target(), MAX_STAGED - 1);
+        for _ in 0..20 {
+            pacer.observe(1, Duration::from_micros(200));
+        }
+        let staged = pacer.staged_target();
+        assert!(
+            (9..=10).contains(&staged),
+            "2 ms of 200 µs jobs, one sent: {staged}"
+        );
+        for _ in 0..20 {
+            pacer.observe(1, Duration::from_millis(5));
+        }
+        assert_eq!(pacer.staged_target(), 0);
+        let adaptive = Pacer::new(DispatchSettings::default());
+        assert_eq!(adaptive.staged_target(), 0, "adaptive windows never stage");
     }
 
     #[test]

@@ -272,6 +272,23 @@ impl<J> Ledger<J> {
         failures
     }
 
+    /// Takes back the `count` jobs sent to `worker` last, which it never received
+    /// (they waited in its lane): they are ready again, first in line and in their
+    /// order, and no attempt is charged.
+    pub fn give_back_newest(&mut self, worker: u64, count: usize) {
+        let Some(queue) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        let count = count.min(queue.jobs.len());
+        for _ in 0..count {
+            let Some(InFlight { job, .. }) = queue.jobs.pop_back() else {
+                break;
+            };
+            self.retry.push_front(job);
+        }
+        self.in_flight -= count;
+    }
+
     /// Every job that is not settled, in submission order, leaving the ledger empty.
     pub fn drain_not_run(&mut self) -> Vec<PendingJob<J>> {
         let mut jobs: Vec<PendingJob<J>> = Vec::with_capacity(self.outstanding());
@@ -481,6 +498,25 @@ mod tests {
         let not_run: Vec<u64> = ledger.drain_not_run().iter().map(|j| j.id).collect();
         assert_eq!(not_run, vec![0, 2]);
         assert_eq!(ledger.outstanding(), 0);
+    }
+
+    #[test]
+    fn jobs_given_back_unsent_are_next_in_line_and_not_charged() {
+        let mut ledger = ledger_with(6, 1);
+        assert_eq!(send(&mut ledger, 1, 5), 5);
+        ledger.give_back_newest(1, 3);
+        assert_eq!(ledger.in_flight_on(1), 2);
+        assert_eq!(ledger.in_flight(), 2);
+        assert_eq!(ledger.ready(), 4);
+        // The worker dies on what it really held; the given-back jobs are untouched.
+        ledger.worker_lost(1, Blame::Unknown, "gone");
+        ledger.give_back_newest(1, 3);
+        let order: Vec<(u64, u32)> = ledger
+            .drain_not_run()
+            .iter()
+            .map(|j| (j.id, j.attempts))
+            .collect();
+        assert_eq!(order, [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]);
     }
 
     #[test]

@@ -103,6 +103,7 @@ mod error;
 mod handle;
 mod jobs;
 mod journal;
+mod lane;
 mod ledger;
 mod link;
 mod lookup;

@@ -8,7 +8,9 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::net::unix::OwnedWriteHalf;
@@ -19,10 +21,18 @@ use tokio::sync::Notify;
 pub(crate) struct Closed;
 
 pub(crate) struct Link {
-    write: OwnedWriteHalf,
+    socket: Socket,
     state: Mutex<Pending>,
-    /// Wakes the writer task when frames are queued or the link closes.
-    wake: Notify,
+}
+
+/// The socket, and who finishes the frames it could not take at once.
+enum Socket {
+    /// Registered with the run loop's runtime; a task waits until it is writable.
+    Runtime { write: OwnedWriteHalf, wake: Notify },
+    /// Not registered anywhere, so that traffic on it never wakes the run loop (a
+    /// lane's channel, see `lane.rs`); a thread of its own waits until it is writable.
+    /// The socket may block (its reader wants it to): writes never wait regardless.
+    Plain { socket: UnixStream, wake: Condvar },
 }
 
 #[derive(Default)]
@@ -37,12 +47,31 @@ impl Link {
     /// A link over `write`, with its writer task started on the current runtime.
     pub fn start(write: OwnedWriteHalf) -> Arc<Link> {
         let link = Arc::new(Link {
-            write,
+            socket: Socket::Runtime {
+                write,
+                wake: Notify::new(),
+            },
             state: Mutex::new(Pending::default()),
-            wake: Notify::new(),
         });
         tokio::spawn(link.clone().finish_pending());
         link
+    }
+
+    /// A link over a socket that no runtime watches, with a writer thread that
+    /// sleeps until a frame has to wait.
+    pub fn start_plain(socket: UnixStream, name: String) -> io::Result<Arc<Link>> {
+        let link = Arc::new(Link {
+            socket: Socket::Plain {
+                socket,
+                wake: Condvar::new(),
+            },
+            state: Mutex::new(Pending::default()),
+        });
+        let writer = link.clone();
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || writer.finish_pending_on_thread())?;
+        Ok(link)
     }
 
     /// Sends one whole frame, header included.
@@ -52,13 +81,13 @@ impl Link {
             return Err(Closed);
         }
         if !pending.frames.is_empty() {
-            // The writer task is on it; queue behind to keep the order.
+            // The writer is on it; queue behind to keep the order.
             pending.frames.push_back(frame);
             return Ok(());
         }
         let mut written = 0;
         while written < frame.len() {
-            match self.write.try_write(&frame[written..]) {
+            match self.try_write(&frame[written..]) {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
@@ -70,28 +99,63 @@ impl Link {
         if written < frame.len() {
             pending.written = written;
             pending.frames.push_back(frame);
-            self.wake.notify_one();
+            self.wake_writer();
         }
         Ok(())
     }
 
-    /// Closes the link: queued frames are dropped and the writer task ends.
+    /// Closes the link: queued frames are dropped and the writer ends.
     pub fn close(&self) {
         let mut pending = self.lock();
         pending.closed = true;
         pending.frames.clear();
-        self.wake.notify_one();
+        if let Socket::Plain { socket, .. } = &self.socket {
+            // As dropping the runtime's write half does: the worker reads the end.
+            let _ = socket.shutdown(std::net::Shutdown::Write);
+        }
+        self.wake_writer();
+    }
+
+    fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        match &self.socket {
+            Socket::Runtime { write, .. } => write.try_write(bytes),
+            Socket::Plain { socket, .. } => {
+                // SAFETY: `bytes` is valid for reads of its length during the call.
+                let sent = unsafe {
+                    libc::send(
+                        socket.as_raw_fd(),
+                        bytes.as_ptr().cast(),
+                        bytes.len(),
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                };
+                match sent {
+                    -1 => Err(io::Error::last_os_error()),
+                    n => Ok(n as usize),
+                }
+            }
+        }
+    }
+
+    fn wake_writer(&self) {
+        match &self.socket {
+            Socket::Runtime { wake, .. } => wake.notify_one(),
+            Socket::Plain { wake, .. } => wake.notify_one(),
+        }
     }
 
     /// The writer task: writes what `send` had to queue, as the socket drains.
     async fn finish_pending(self: Arc<Self>) {
+        let Socket::Runtime { write, wake } = &self.socket else {
+            return;
+        };
         loop {
-            self.wake.notified().await;
+            wake.notified().await;
             loop {
                 if self.lock().closed {
                     return;
                 }
-                if self.write.writable().await.is_err() {
+                if write.writable().await.is_err() {
                     self.close();
                     return;
                 }
@@ -102,12 +166,35 @@ impl Link {
         }
     }
 
+    /// The writer thread of a plain link: the same, waiting in `poll`.
+    fn finish_pending_on_thread(self: Arc<Self>) {
+        let Socket::Plain { socket, wake } = &self.socket else {
+            return;
+        };
+        loop {
+            {
+                let mut pending = self.lock();
+                while pending.frames.is_empty() && !pending.closed {
+                    pending = wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+                }
+                if pending.closed {
+                    return;
+                }
+            }
+            if wait_for(socket, libc::POLLOUT).is_err() {
+                self.close();
+                return;
+            }
+            self.write_queued();
+        }
+    }
+
     /// Writes queued frames until the socket is full; true once the queue is empty.
     fn write_queued(&self) -> bool {
         let mut guard = self.lock();
         let pending = &mut *guard;
         while let Some(front) = pending.frames.front() {
-            match self.write.try_write(&front[pending.written..]) {
+            match self.try_write(&front[pending.written..]) {
                 Ok(n) => {
                     pending.written += n;
                     if pending.written == front.len() {
@@ -128,6 +215,26 @@ impl Link {
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Waits in `poll` until a socket is ready for `events` (or has failed: the next
+/// write says how).
+fn wait_for(socket: &impl AsFd, events: libc::c_short) -> io::Result<()> {
+    let mut poll = libc::pollfd {
+        fd: socket.as_fd().as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `poll` points to one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut poll, 1, -1) } >= 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
     }
 }
 
@@ -166,5 +273,31 @@ mod tests {
         }
         link.close();
         assert!(link.send(Bytes::from_static(b"x")).is_err());
+    }
+
+    #[test]
+    fn a_plain_link_keeps_frames_whole_and_in_order_too() {
+        use std::io::Read;
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let link = Link::start_plain(ours, "test-link".into()).unwrap();
+        let frames: Vec<Bytes> = (0..64u8).map(|n| Bytes::from(vec![n; 64 << 10])).collect();
+        for frame in &frames {
+            link.send(frame.clone()).unwrap();
+        }
+        let mut received = vec![0u8; 64 * (64 << 10)];
+        theirs.read_exact(&mut received).unwrap();
+        for (n, chunk) in received.chunks(64 << 10).enumerate() {
+            assert!(
+                chunk.iter().all(|&b| b == n as u8),
+                "frame {n} arrived out of order"
+            );
+        }
+        link.close();
+        assert!(link.send(Bytes::from_static(b"x")).is_err());
+        assert_eq!(
+            theirs.read(&mut [0u8; 8]).unwrap(),
+            0,
+            "the worker reads the end"
+        );
     }
 }

@@ -25,6 +25,7 @@ use crate::error::{EncodedFailure, Error, Kind};
 use crate::handle::{Command, Shared, WorkerLink};
 use crate::jobs::Jobs;
 use crate::journal::Journal;
+use crate::lane::{Answer, Lane, MAX_STAGED_BYTES};
 use crate::ledger::{Blame, Failure, Ledger, Settled};
 use crate::link::Link;
 use crate::lookup;
@@ -110,6 +111,8 @@ pub(crate) enum WorkerEvent {
     },
     Refused(String),
     Results(Bytes),
+    /// Answers wait in the worker's lane and its staged jobs are running low.
+    LaneLow,
     Message(Message),
     Stats(StatsRoll),
     Crash {
@@ -154,6 +157,8 @@ enum SlotState {
 struct WorkerSlot {
     state: SlotState,
     link: WorkerLink,
+    /// Its next jobs, staged at the master's end (fixed windows only; see `lane.rs`).
+    lane: Option<Arc<Lane>>,
     kill: Arc<Notify>,
     pacer: Pacer,
     /// Jobs sent to it, for recycling after `max_jobs_per_worker`.
@@ -172,6 +177,7 @@ impl WorkerSlot {
         WorkerSlot {
             state,
             link,
+            lane: None,
             kill,
             pacer: Pacer::new(settings.dispatch),
             dispatched: 0,
@@ -240,6 +246,8 @@ pub(crate) struct Master<J, O> {
     replaying: bool,
     /// Remote workers taken for gone after a silence; they may come back.
     silent: BTreeSet<u64>,
+    /// Some lane holds staged jobs, so answers may wait there for the run loop.
+    staging: bool,
     #[cfg(feature = "nats")]
     nats: Option<Arc<crate::nats::queue::NatsTransport>>,
     _output: PhantomData<fn() -> O>,
@@ -350,6 +358,7 @@ where
             #[cfg(not(feature = "nats"))]
             replaying: false,
             silent: BTreeSet::new(),
+            staging: false,
             #[cfg(feature = "nats")]
             nats,
             _output: PhantomData,
@@ -368,8 +377,11 @@ where
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let events_due = tokio::time::sleep(EVENT_LINGER);
         tokio::pin!(events_due);
+        let lanes_due = tokio::time::sleep(EVENT_LINGER);
+        tokio::pin!(lanes_due);
         loop {
             master.check_signals();
+            master.drain_lanes();
             if master.phase == Phase::Running {
                 if let Some(jobs) = source.as_mut().filter(|s| s.is_sync()) {
                     // Jobs the journal skips leave room: pull until the room is filled.
@@ -429,6 +441,10 @@ where
                     }
                 }
                 _ = &mut events_due, if master.events_waiting_since.is_some() => {}
+                // Answers held in lanes are settled at most a linger late.
+                _ = &mut lanes_due, if master.staging => {
+                    lanes_due.as_mut().reset((Instant::now() + EVENT_LINGER).into());
+                }
                 _ = tick.tick() => {
                     // Hear out what already arrived, so no deadline is judged on stale news.
                     while let Ok(event) = worker_rx.try_recv() {
@@ -508,7 +524,14 @@ where
         }
         let windows: usize = match self.transport.is_queue() {
             true => self.transport.queue_window(),
-            false => self.workers.values().map(|w| w.pacer.window()).sum(),
+            false => self
+                .workers
+                .values()
+                .map(|w| match w.lane {
+                    Some(_) => w.pacer.window() + w.pacer.staged_target(),
+                    None => w.pacer.window(),
+                })
+                .sum(),
         };
         let target = windows.max(self.settings.worker_limit) * 2;
         target.saturating_sub(self.ledger.ready())
@@ -559,6 +582,7 @@ where
 
     /// Asks every worker to exit once it has answered what it holds.
     fn stop_workers(&mut self) {
+        self.close_lanes();
         self.phase = Phase::Finishing(Instant::now() + self.settings.stop_grace);
         let stop = control_frame(&ToWorker::Stop);
         for slot in self.workers.values_mut() {
@@ -619,13 +643,28 @@ where
         if let Some(stderr) = spawned.child.stderr.take() {
             tokio::spawn(forward_output(stderr, self.progress.clone(), true));
         }
-        let (link, reader): (WorkerLink, _) = match spawned.channel {
-            Some(channel) => {
+        let mut lane = None;
+        let config = control_frame(&ToWorker::Config(self.worker_config(worker_id)));
+        let (link, reader): (WorkerLink, _) = match (spawned.channel, self.lane_window()) {
+            // A lane's channel stays out of the run loop's sight: threads of its own
+            // read and write it.
+            (Some(channel), Some(window)) => {
+                match self.start_lane(worker_id, channel, window, config) {
+                    Ok((link, new_lane, reader)) => {
+                        lane = Some(new_lane);
+                        (link, Some(reader))
+                    }
+                    Err(e) => {
+                        // Nobody would ever talk to it.
+                        let _ = spawned.child.start_kill();
+                        return Err(e);
+                    }
+                }
+            }
+            (Some(channel), None) => {
                 let (read, write) = channel.into_split();
                 let link: WorkerLink = Link::start(write);
-                let _ = link.send(control_frame(&ToWorker::Config(
-                    self.worker_config(worker_id),
-                )));
+                let _ = link.send(config);
                 let reader = tokio::spawn(read_frames(
                     worker_id,
                     read,
@@ -637,7 +676,7 @@ where
                 (link, Some(reader))
             }
             // It gets its settings when it joins, and its frames travel the transport.
-            None => match self.transport.link_for(worker_id) {
+            (None, _) => match self.transport.link_for(worker_id) {
                 Some(link) => (link, None),
                 None => return Err(Error::usage("the transport has no link for a worker")),
             },
@@ -651,14 +690,62 @@ where
             self.worker_tx.clone(),
         ));
         log!(self, debug, worker_id, "worker process started");
-        let slot = WorkerSlot::new(
+        let mut slot = WorkerSlot::new(
             SlotState::Starting(Instant::now()),
             link,
             kill,
             &self.settings,
         );
+        slot.lane = lane;
         self.workers.insert(worker_id, slot);
         Ok(())
+    }
+
+    /// Takes a worker's channel out of the runtime's sight and starts its lane, with a
+    /// reader thread and a link whose writes need no task.
+    fn start_lane(
+        &self,
+        worker_id: u64,
+        channel: tokio::net::UnixStream,
+        window: usize,
+        config: Bytes,
+    ) -> Result<(WorkerLink, Arc<Lane>, JoinHandle<()>), Error> {
+        let spawn_error = |e| Error::new(Kind::Spawn(e));
+        let socket = channel.into_std().map_err(spawn_error)?;
+        // The reader blocks in `read`; the link's writes never wait (MSG_DONTWAIT).
+        socket.set_nonblocking(false).map_err(spawn_error)?;
+        let read = socket.try_clone().map_err(spawn_error)?;
+        let link: WorkerLink = Link::start_plain(socket, format!("conductor-link-{worker_id}"))
+            .map_err(spawn_error)?;
+        let _ = link.send(config);
+        let lane = Lane::new(link.clone(), window);
+        let reader = read_frames_on_thread(
+            worker_id,
+            read,
+            self.shared.clone(),
+            link.clone(),
+            lane.clone(),
+            self.worker_tx.clone(),
+            self.settings.max_frame_bytes,
+        );
+        if reader.is_err() {
+            link.close();
+        }
+        Ok((link, lane, reader?))
+    }
+
+    /// The window of a worker that gets a lane: a fixed `prefetch` over a private
+    /// channel. Not with a job timeout, which needs to know when each job really left,
+    /// nor with recycling, which counts the jobs that left.
+    fn lane_window(&self) -> Option<usize> {
+        let settings = &self.settings;
+        if !self.transport.private_channel()
+            || settings.job_timeout.is_some()
+            || settings.max_jobs_per_worker.is_some()
+        {
+            return None;
+        }
+        settings.dispatch.prefetch
     }
 
     /// The settings a worker gets in its handshake.
@@ -678,13 +765,16 @@ where
     }
 
     /// Sends ready jobs to workers with room in their window, taking turns so a
-    /// short queue is shared out fairly.
+    /// short queue is shared out fairly; then stages jobs in the workers' lanes.
     fn dispatch(&mut self) {
-        if self.ledger.ready() == 0 {
+        if self.transport.is_queue() {
+            if self.ledger.ready() > 0 {
+                self.enqueue();
+            }
             return;
         }
-        if self.transport.is_queue() {
-            return self.enqueue();
+        if self.ledger.ready() == 0 && !self.staging {
+            return;
         }
         let ready: Vec<u64> = self
             .workers
@@ -696,7 +786,25 @@ where
             return;
         }
         self.round_robin = self.round_robin.wrapping_add(1);
+        self.fill_windows(&ready);
+        // A worker must not idle while jobs wait staged for a busy one (the
+        // classic prefetch starvation): staged jobs come back and are shared again.
+        if self.ledger.ready() == 0
+            && self.staging
+            && ready.iter().any(|id| self.ledger.in_flight_on(*id) == 0)
+        {
+            self.reclaim_staged();
+            self.fill_windows(&ready);
+        }
+        self.fill_lanes(&ready);
+    }
+
+    /// Gives each ready worker what its window has room for.
+    fn fill_windows(&mut self, ready: &[u64]) {
         for k in 0..ready.len() {
+            if self.ledger.ready() == 0 {
+                return;
+            }
             let worker_id = ready[(self.round_robin + k) % ready.len()];
             let Some(slot) = self.workers.get(&worker_id) else {
                 continue;
@@ -705,21 +813,71 @@ where
             if let Some(limit) = self.settings.max_jobs_per_worker {
                 room = room.min(limit.saturating_sub(slot.dispatched) as usize);
             }
-            if room == 0 {
-                continue;
-            }
-            let (frame, taken) = self.take_batch(worker_id, room);
-            if let Some(slot) = self.workers.get_mut(&worker_id) {
-                if let Some(frame) = frame {
-                    let _ = slot.link.send(frame);
-                }
-                slot.dispatched += taken as u64;
-            }
-            self.maybe_recycle(worker_id);
-            if self.ledger.ready() == 0 {
-                break;
+            if room > 0 {
+                self.send_batch(worker_id, room);
             }
         }
+    }
+
+    /// Stages jobs in the lanes, a frame per worker in turn, until each holds what
+    /// its pacer asks for (a short queue is shared out fairly here too).
+    fn fill_lanes(&mut self, ready: &[u64]) {
+        if self.lane_window().is_none() {
+            return;
+        }
+        let mut wanting = Vec::new();
+        for &worker_id in ready {
+            let Some(slot) = self.workers.get(&worker_id) else {
+                continue;
+            };
+            let Some(lane) = &slot.lane else {
+                continue;
+            };
+            let target = slot.pacer.staged_target();
+            lane.set_target(target);
+            if target > 0 {
+                wanting.push((worker_id, lane.clone(), target, slot.pacer.room(0)));
+            }
+        }
+        self.staging = !wanting.is_empty();
+        while !wanting.is_empty() && self.ledger.ready() > 0 {
+            wanting.retain(|(worker_id, lane, target, frame_jobs)| {
+                let (jobs, bytes) = lane.staged();
+                if jobs >= *target || bytes >= MAX_STAGED_BYTES || self.ledger.ready() == 0 {
+                    return false;
+                }
+                self.send_batch(*worker_id, (*frame_jobs).min(target - jobs)) > 0
+            });
+        }
+    }
+
+    /// Takes back every job staged in a lane: none has left the master.
+    fn reclaim_staged(&mut self) {
+        for (worker_id, slot) in self.workers.iter_mut() {
+            if let Some(lane) = &slot.lane {
+                let staged = lane.reclaim();
+                self.ledger.give_back_newest(*worker_id, staged);
+                slot.dispatched = slot.dispatched.saturating_sub(staged as u64);
+            }
+        }
+    }
+
+    /// Moves up to `room` ready jobs onto a worker and hands them to it, through its
+    /// lane if it has one. Returns how many jobs left the ready queues.
+    fn send_batch(&mut self, worker_id: u64, room: usize) -> usize {
+        let (frame, taken) = self.take_batch(worker_id, room);
+        if let Some(slot) = self.workers.get_mut(&worker_id) {
+            match (frame, &slot.lane) {
+                (Some((frame, jobs)), Some(lane)) => lane.place(frame, jobs),
+                (Some((frame, _)), None) => {
+                    let _ = slot.link.send(frame);
+                }
+                (None, _) => {}
+            }
+            slot.dispatched += taken as u64;
+        }
+        self.maybe_recycle(worker_id);
+        taken
     }
 
     /// Puts ready jobs on the shared queue, up to its window; any worker pulls them.
@@ -733,7 +891,7 @@ where
                 return;
             }
             let (frame, taken) = self.take_batch(QUEUE, room);
-            if let Some(frame) = frame {
+            if let Some((frame, _)) = frame {
                 self.transport.enqueue(frame);
             }
             if taken == 0 {
@@ -743,9 +901,9 @@ where
     }
 
     /// Moves up to `room` ready jobs onto `holder` (a worker, or the queue), encoded
-    /// in one jobs frame; a job too large for a frame fails here. Returns the frame,
-    /// if any job went in, and how many jobs left the ready queues.
-    fn take_batch(&mut self, holder: u64, room: usize) -> (Option<Bytes>, usize) {
+    /// in one jobs frame; a job too large for a frame fails here. Returns the frame
+    /// and the jobs in it, if any job went in, and how many jobs left the ready queues.
+    fn take_batch(&mut self, holder: u64, room: usize) -> (Option<(Bytes, usize)>, usize) {
         let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
         let mut refused = Vec::new();
         let sent = self.ledger.dispatch(
@@ -760,7 +918,7 @@ where
         for failure in refused {
             self.record_failure(failure);
         }
-        ((sent > 0).then(|| batch.finish()), taken)
+        ((sent > 0).then(|| (batch.finish(), sent)), taken)
     }
 
     fn on_worker_event(&mut self, FromWorker { worker_id, event }: FromWorker) {
@@ -807,6 +965,11 @@ where
                 }
             }
             WorkerEvent::Results(body) => self.on_results(worker_id, body),
+            WorkerEvent::LaneLow => {
+                if let Some(lane) = self.workers.get(&worker_id).and_then(|w| w.lane.clone()) {
+                    self.drain_lane(worker_id, &lane);
+                }
+            }
             WorkerEvent::Message(message) => {
                 if self.events.is_some() {
                     self.pending_events.push(Event::Message(message));
@@ -1018,13 +1181,31 @@ where
     }
 
     fn on_results(&mut self, worker_id: u64, body: Bytes) {
-        // With a shared queue, jobs are in flight on the queue, not on a worker.
-        let holder = match self.transport.is_queue() {
+        let started = self.oldest_start(worker_id);
+        let now = Instant::now();
+        let count = self.settle_results(worker_id, body, now);
+        self.after_answers(worker_id, count, started, now);
+    }
+
+    /// Who holds a worker's jobs in the ledger: with a shared queue, jobs are in
+    /// flight on the queue, not on a worker.
+    fn holder(&self, worker_id: u64) -> u64 {
+        match self.transport.is_queue() {
             true => QUEUE,
             false => worker_id,
-        };
-        let started = self.ledger.oldest_running(holder).map(|(_, at)| at);
-        let now = Instant::now();
+        }
+    }
+
+    /// When the oldest job the worker holds started, as far as the master can tell.
+    fn oldest_start(&self, worker_id: u64) -> Option<Instant> {
+        self.ledger
+            .oldest_running(self.holder(worker_id))
+            .map(|(_, at)| at)
+    }
+
+    /// Settles the answers of one results frame; returns how many jobs it settled.
+    fn settle_results(&mut self, worker_id: u64, body: Bytes, now: Instant) -> usize {
+        let holder = self.holder(worker_id);
         let mut count = 0;
         for entry in ResultsReader::new(&body) {
             let entry = match entry {
@@ -1041,7 +1222,7 @@ where
                 Err(e) => {
                     let reason = format!("sent a broken results frame: {e}");
                     self.kill_worker(worker_id, reason, Blame::Unknown);
-                    return;
+                    return count;
                 }
             };
             // Outputs are decoded only for someone who listens.
@@ -1086,6 +1267,18 @@ where
                 Settled::Failed(failure) => self.record_failure(failure),
             }
         }
+        count
+    }
+
+    /// Learns from `count` answers that came `now`, the oldest of their jobs having
+    /// started at `started`.
+    fn after_answers(
+        &mut self,
+        worker_id: u64,
+        count: usize,
+        started: Option<Instant>,
+        now: Instant,
+    ) {
         if count > 0 {
             self.deaths_without_progress = 0;
             if let Some(slot) = self.workers.get_mut(&worker_id) {
@@ -1097,6 +1290,62 @@ where
             }
             self.maybe_recycle(worker_id);
         }
+    }
+
+    /// Settles the answers waiting in every lane.
+    fn drain_lanes(&mut self) {
+        if !self.staging {
+            return;
+        }
+        let lanes: Vec<(u64, Arc<Lane>)> = self
+            .workers
+            .iter()
+            .filter_map(|(id, w)| Some((*id, w.lane.clone()?)))
+            .collect();
+        for (worker_id, lane) in lanes {
+            self.drain_lane(worker_id, &lane);
+        }
+    }
+
+    /// Settles the answers waiting in one worker's lane. They are timed together:
+    /// the worker was busy from the oldest job's start until now.
+    fn drain_lane(&mut self, worker_id: u64, lane: &Lane) {
+        let answers = lane.take_results();
+        if answers.is_empty() {
+            return;
+        }
+        let started = self.oldest_start(worker_id);
+        let now = Instant::now();
+        let mut count = 0;
+        for body in answers {
+            count += self.settle_results(worker_id, body, now);
+        }
+        self.after_answers(worker_id, count, started, now);
+    }
+
+    /// A worker stops or is gone: what waits in its lane is settled, and what is
+    /// staged there goes back to the ready queues, never having left the master.
+    fn close_lane(&mut self, worker_id: u64) {
+        let Some(lane) = self.workers.get(&worker_id).and_then(|w| w.lane.clone()) else {
+            return;
+        };
+        self.drain_lane(worker_id, &lane);
+        let staged = lane.close();
+        self.ledger.give_back_newest(worker_id, staged);
+    }
+
+    /// The run winds down: no lane sends anything more.
+    fn close_lanes(&mut self) {
+        let ids: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.lane.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for worker_id in ids {
+            self.close_lane(worker_id);
+        }
+        self.staging = false;
     }
 
     /// Stops a worker that has run its `max_jobs_per_worker` once it holds no more
@@ -1170,6 +1419,7 @@ where
         slot.kill.notify_one();
         slot.kill_reason = Some(reason.clone());
         self.shared.forget_worker(worker_id);
+        self.close_lane(worker_id);
         let failures =
             self.ledger
                 .worker_lost(worker_id, blame, &format!("worker {worker_id} {reason}"));
@@ -1179,6 +1429,7 @@ where
     }
 
     fn on_exit(&mut self, worker_id: u64, status: std::io::Result<std::process::ExitStatus>) {
+        self.close_lane(worker_id);
         let Some(slot) = self.workers.remove(&worker_id) else {
             return;
         };
@@ -1370,6 +1621,7 @@ where
                     self.settings.shutdown_grace
                 );
                 self.interrupted = Some(interrupt);
+                self.close_lanes();
                 self.phase = Phase::Draining(Instant::now() + self.settings.shutdown_grace);
                 if self.transport.is_queue() {
                     // The queue keeps what no worker holds, for a resumed run: workers
@@ -1481,6 +1733,7 @@ where
     }
 
     fn tell_all_to_abort(&mut self) {
+        self.close_lanes();
         let abort = control_frame(&ToWorker::Abort);
         for slot in self.workers.values() {
             let _ = slot.link.send(abort.clone());
@@ -1681,6 +1934,70 @@ async fn route_frames(
             return send(WorkerEvent::Broken(reason));
         }
     }
+}
+
+/// Reads a worker's frames on a thread of its own, so that the worker's next staged
+/// jobs leave the moment it answers, whatever the run loop is doing. Answers wait in
+/// the lane for the run loop; anything else is passed on at once, after them. The
+/// returned task ends when the thread has.
+fn read_frames_on_thread(
+    worker_id: u64,
+    socket: std::os::unix::net::UnixStream,
+    shared: Arc<Shared>,
+    link: WorkerLink,
+    lane: Arc<Lane>,
+    to_master: mpsc::UnboundedSender<FromWorker>,
+    max_frame: usize,
+) -> Result<JoinHandle<()>, Error> {
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(format!("conductor-lane-{worker_id}"))
+        .spawn(move || {
+            let send = |event| {
+                let _ = to_master.send(FromWorker { worker_id, event });
+            };
+            let pass_held = || {
+                for body in lane.take_results() {
+                    send(WorkerEvent::Results(body));
+                }
+            };
+            let route = |event: WorkerEvent| match event {
+                WorkerEvent::Results(body) => match lane.answered(body) {
+                    Answer::Forward(body) => {
+                        pass_held();
+                        send(WorkerEvent::Results(body));
+                    }
+                    Answer::Held => {}
+                    Answer::CallRunLoop => send(WorkerEvent::LaneLow),
+                },
+                other => {
+                    pass_held();
+                    send(other);
+                }
+            };
+            let mut frames = std::io::BufReader::with_capacity(64 << 10, socket);
+            loop {
+                let body = match crate::protocol::read_frame(&mut frames, max_frame) {
+                    Ok(Some(body)) => body,
+                    Ok(None) => break,
+                    Err(e) => {
+                        route(WorkerEvent::Broken(e.to_string()));
+                        break;
+                    }
+                };
+                if let Err(reason) = route_frame(worker_id, body, &shared, &link, &route) {
+                    route(WorkerEvent::Broken(reason));
+                    break;
+                }
+            }
+            pass_held();
+            shared.forget_requests(worker_id);
+            let _ = done.send(());
+        })
+        .map_err(|e| Error::new(Kind::Spawn(e)))?;
+    Ok(tokio::spawn(async move {
+        let _ = finished.await;
+    }))
 }
 
 /// Handles one frame body from a worker: answers lookups and replies on the spot and
