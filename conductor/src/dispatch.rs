@@ -14,6 +14,9 @@ pub(crate) const TARGET_QUEUED_WORK: Duration = Duration::from_millis(2);
 pub(crate) const MAX_WINDOW: usize = 2048;
 /// The most bytes of jobs in one frame (a larger single job still goes alone).
 pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
+/// How much work, by time, a fixed-window worker's lane holds staged: more than a
+/// window's target, as the run loop comes to refill it only now and then.
+pub(crate) const TARGET_STAGED_WORK: Duration = Duration::from_millis(8);
 /// The most jobs a worker's lane holds staged with a fixed window.
 pub(crate) const MAX_STAGED: usize = 256;
 
@@ -71,7 +74,7 @@ impl Pacer {
         if self.settings.prefetch.is_some() {
             return;
         }
-        let wanted = self.jobs_for_target_work();
+        let wanted = self.jobs_for(TARGET_QUEUED_WORK);
         // Grow at most fourfold per answer, like a slow start; shrink at once.
         self.window = wanted.clamp(1, MAX_WINDOW).min(self.window * 4);
     }
@@ -82,22 +85,22 @@ impl Pacer {
 
     /// With a fixed window, how many more jobs the master keeps staged in the
     /// worker's lane (see `lane.rs`) so that its next job leaves as soon as it answers:
-    /// enough for about [`TARGET_QUEUED_WORK`] with the window, at most
+    /// enough for about [`TARGET_STAGED_WORK`] with the window, at most
     /// [`MAX_STAGED`]. None until the job time is known, and none for jobs long
     /// enough that a round trip does not matter.
     pub fn staged_target(&self) -> usize {
         if self.settings.prefetch.is_none() || self.per_job.is_none() {
             return 0;
         }
-        self.jobs_for_target_work()
+        self.jobs_for(TARGET_STAGED_WORK)
             .min(MAX_STAGED)
             .saturating_sub(self.window)
     }
 
-    /// Jobs that make about [`TARGET_QUEUED_WORK`] at the estimated job time.
-    fn jobs_for_target_work(&self) -> usize {
+    /// Jobs that make about `work` at the estimated job time.
+    fn jobs_for(&self, work: Duration) -> usize {
         let per_job = self.per_job.unwrap_or(f64::MAX).max(1e-9);
-        (TARGET_QUEUED_WORK.as_secs_f64() / per_job).ceil() as usize
+        (work.as_secs_f64() / per_job).ceil() as usize
     }
 
     /// Starts from what another worker of the same conductor has learned: they run
@@ -186,15 +189,15 @@ mod tests {
         pacer.observe(1, Duration::from_micros(1));
         assert_eq!(pacer.staged_target(), MAX_STAGED - 1);
         for _ in 0..20 {
-            pacer.observe(1, Duration::from_micros(200));
+            pacer.observe(1, Duration::from_micros(800));
         }
         let staged = pacer.staged_target();
         assert!(
             (9..=10).contains(&staged),
-            "2 ms of 200 µs jobs, one sent: {staged}"
+            "8 ms of 800 µs jobs, one sent: {staged}"
         );
         for _ in 0..20 {
-            pacer.observe(1, Duration::from_millis(5));
+            pacer.observe(1, Duration::from_millis(20));
         }
         assert_eq!(pacer.staged_target(), 0);
         let adaptive = Pacer::new(DispatchSettings::default());

@@ -6,7 +6,7 @@
 //! thread that reads the worker's answers send its next jobs itself: the run loop
 //! *stages* jobs frames here (taken from the ledger and encoded, but not sent), and
 //! the reader sends the next one the moment an answer makes room in the worker's
-//! window. The answers wait here until the stage runs half empty, and the run loop,
+//! window. The answers wait here until the stage runs low, and the run loop,
 //! woken once for many answers, settles them together and stages more.
 //!
 //! Staged jobs are in flight on the worker as far as the ledger knows; they are the
@@ -42,7 +42,7 @@ struct LaneState {
     staged_jobs: usize,
     staged_bytes: usize,
     /// How many jobs the run loop means to keep staged; 0 sends every answer to
-    /// the run loop at once.
+    /// the run loop at once. It is called when a quarter is left.
     target: usize,
     /// Answers held for the run loop, in arrival order.
     results: Vec<Bytes>,
@@ -51,6 +51,9 @@ struct LaneState {
     /// The worker is stopping or gone: nothing is staged or held any more.
     closed: bool,
 }
+
+/// Frames leaving the stage: the first, and any others.
+struct Leaving(Option<Bytes>, Vec<Bytes>);
 
 /// What the reader does with an answer.
 pub(crate) enum Answer {
@@ -77,8 +80,28 @@ impl Lane {
         let answers = ResultsReader::new(&body).count();
         let mut state = self.lock();
         state.sent = state.sent.saturating_sub(answers);
-        // Usually one frame leaves per answer: no allocation for it.
-        let (mut first, mut more) = (None, Vec::new());
+        let leaving = self.take_sendable(&mut state);
+        let answer = if state.closed || state.target == 0 {
+            Answer::Forward(body)
+        } else {
+            state.results.push(body);
+            match !state.called && state.staged_jobs <= state.target / 4 {
+                true => {
+                    state.called = true;
+                    Answer::CallRunLoop
+                }
+                false => Answer::Held,
+            }
+        };
+        drop(state);
+        self.send(leaving);
+        answer
+    }
+
+    /// Takes the staged frames that the worker's window has room for, oldest first.
+    fn take_sendable(&self, state: &mut LaneState) -> Leaving {
+        // Usually one frame leaves at a time: no allocation for it.
+        let mut leaving = Leaving(None, Vec::new());
         while let Some((_, jobs)) = state.staged.front() {
             if state.sent + jobs > self.window {
                 break;
@@ -87,32 +110,22 @@ impl Lane {
             state.staged_jobs -= jobs;
             state.staged_bytes -= frame.len();
             state.sent += jobs;
-            match first {
-                None => first = Some(frame),
-                Some(_) => more.push(frame),
+            match leaving.0 {
+                None => leaving.0 = Some(frame),
+                Some(_) => leaving.1.push(frame),
             }
         }
-        let answer = if state.closed || state.target == 0 {
-            Answer::Forward(body)
-        } else {
-            state.results.push(body);
-            match !state.called && state.staged_jobs <= state.target / 2 {
-                true => {
-                    state.called = true;
-                    Answer::CallRunLoop
-                }
-                false => Answer::Held,
-            }
-        };
-        // Sent after the lock is let go, so the run loop does not wait on a write.
-        // The link keeps frames whole; their order matters to nobody, as a staged
-        // frame leaves only for room the worker made.
-        drop(state);
+        leaving
+    }
+
+    /// Sends frames taken from the stage. This happens after the lock is let go, so
+    /// the run loop never waits on a write; the link keeps frames whole, and their
+    /// order matters to nobody, as a staged frame leaves only for room in the window.
+    fn send(&self, Leaving(first, more): Leaving) {
         for frame in first.into_iter().chain(more) {
             // A closed link means the worker is gone; its exit takes the jobs back.
             let _ = self.link.send(frame);
         }
-        answer
     }
 
     /// The answers held so far, oldest first. The reader takes them before it passes
@@ -123,21 +136,23 @@ impl Lane {
         std::mem::take(&mut state.results)
     }
 
-    /// Hands a jobs frame holding `jobs` jobs to the worker: sent now if its window
-    /// has room and nothing is staged before it, staged otherwise.
-    pub fn place(&self, frame: Bytes, jobs: usize) {
+    /// Hands jobs frames to the worker, each with the number of jobs it holds: sent
+    /// now while its window has room and nothing is staged before them, staged
+    /// otherwise.
+    pub fn place(&self, frames: impl IntoIterator<Item = (Bytes, usize)>) {
         let mut state = self.lock();
-        if state.staged.is_empty() && state.sent + jobs <= self.window {
-            state.sent += jobs;
-            let _ = self.link.send(frame);
-            return;
+        for (frame, jobs) in frames {
+            state.staged_jobs += jobs;
+            state.staged_bytes += frame.len();
+            state.staged.push_back((frame, jobs));
         }
-        state.staged_jobs += jobs;
-        state.staged_bytes += frame.len();
-        state.staged.push_back((frame, jobs));
+        let leaving = self.take_sendable(&mut state);
+        drop(state);
+        self.send(leaving);
     }
 
-    /// Sets how many jobs to keep staged; the reader calls the run loop at half.
+    /// Sets how many jobs to keep staged; the reader calls the run loop when a
+    /// quarter of them is left.
     pub fn set_target(&self, jobs: usize) {
         self.lock().target = jobs;
     }
@@ -197,13 +212,11 @@ mod tests {
     }
 
     #[test]
-    fn staged_frames_leave_as_answers_make_room_and_the_run_loop_is_called_at_half() {
+    fn staged_frames_leave_as_answers_make_room_and_the_run_loop_is_called_when_low() {
         let sink = Arc::new(Recorder::default());
         let lane = Lane::new(sink.clone(), 1);
-        lane.set_target(4);
-        for n in 0..5u8 {
-            lane.place(Bytes::from(vec![n]), 1);
-        }
+        lane.set_target(8);
+        lane.place((0..5u8).map(|n| (Bytes::from(vec![n]), 1)));
         // The first went at once; four wait for room.
         assert_eq!(sink.0.lock().unwrap().len(), 1);
         assert_eq!(lane.staged().0, 4);
@@ -224,8 +237,8 @@ mod tests {
     fn without_a_target_answers_go_to_the_run_loop_at_once() {
         let sink = Arc::new(Recorder::default());
         let lane = Lane::new(sink.clone(), 2);
-        lane.place(Bytes::from_static(b"a"), 2);
-        lane.place(Bytes::from_static(b"b"), 2);
+        lane.place([(Bytes::from_static(b"a"), 2)]);
+        lane.place([(Bytes::from_static(b"b"), 2)]);
         assert!(matches!(lane.answered(answers(2)), Answer::Forward(_)));
         assert_eq!(sink.0.lock().unwrap().len(), 2);
         assert!(lane.take_results().is_empty());

@@ -377,8 +377,6 @@ where
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let events_due = tokio::time::sleep(EVENT_LINGER);
         tokio::pin!(events_due);
-        let lanes_due = tokio::time::sleep(EVENT_LINGER);
-        tokio::pin!(lanes_due);
         loop {
             master.check_signals();
             master.drain_lanes();
@@ -441,10 +439,6 @@ where
                     }
                 }
                 _ = &mut events_due, if master.events_waiting_since.is_some() => {}
-                // Answers held in lanes are settled at most a linger late.
-                _ = &mut lanes_due, if master.staging => {
-                    lanes_due.as_mut().reset((Instant::now() + EVENT_LINGER).into());
-                }
                 _ = tick.tick() => {
                     // Hear out what already arrived, so no deadline is judged on stale news.
                     while let Ok(event) = worker_rx.try_recv() {
@@ -819,13 +813,14 @@ where
         }
     }
 
-    /// Stages jobs in the lanes, a frame per worker in turn, until each holds what
-    /// its pacer asks for (a short queue is shared out fairly here too).
+    /// Stages jobs in the lanes until each holds what its pacer asks for; a short
+    /// queue is shared out evenly.
     fn fill_lanes(&mut self, ready: &[u64]) {
         if self.lane_window().is_none() {
             return;
         }
         let mut wanting = Vec::new();
+        self.staging = false;
         for &worker_id in ready {
             let Some(slot) = self.workers.get(&worker_id) else {
                 continue;
@@ -835,20 +830,51 @@ where
             };
             let target = slot.pacer.staged_target();
             lane.set_target(target);
-            if target > 0 {
-                wanting.push((worker_id, lane.clone(), target, slot.pacer.room(0)));
+            self.staging |= target > 0;
+            let (jobs, bytes) = lane.staged();
+            if jobs < target && bytes < MAX_STAGED_BYTES {
+                wanting.push((worker_id, lane.clone(), target - jobs, slot.pacer.room(0)));
             }
         }
-        self.staging = !wanting.is_empty();
-        while !wanting.is_empty() && self.ledger.ready() > 0 {
-            wanting.retain(|(worker_id, lane, target, frame_jobs)| {
-                let (jobs, bytes) = lane.staged();
-                if jobs >= *target || bytes >= MAX_STAGED_BYTES || self.ledger.ready() == 0 {
-                    return false;
-                }
-                self.send_batch(*worker_id, (*frame_jobs).min(target - jobs)) > 0
-            });
+        let share = (self.ledger.ready() / wanting.len().max(1)).max(1);
+        for (worker_id, lane, wanted, frame_jobs) in wanting {
+            if self.ledger.ready() == 0 {
+                break;
+            }
+            self.stage(worker_id, &lane, wanted.min(share), frame_jobs);
         }
+    }
+
+    /// Takes up to `jobs` ready jobs for a worker's lane, in frames of at most
+    /// `frame_jobs` written into one buffer, and stages them.
+    fn stage(&mut self, worker_id: u64, lane: &Lane, jobs: usize, frame_jobs: usize) {
+        let mut batch = BatchWriter::jobs((jobs * 32).min(MAX_STAGED_BYTES) + 64);
+        let mut refused = Vec::new();
+        let (mut staged, mut taken) = (0, 0);
+        while staged < jobs && batch.total_len() < MAX_STAGED_BYTES {
+            let refused_before = refused.len();
+            let sent = self.ledger.dispatch(
+                worker_id,
+                frame_jobs.min(jobs - staged),
+                MAX_BATCH_BYTES,
+                self.settings.max_frame_bytes,
+                &mut batch,
+                &mut refused,
+            );
+            if sent == 0 && refused.len() == refused_before {
+                break;
+            }
+            staged += sent;
+            taken += sent + refused.len() - refused_before;
+            batch.next_frame();
+        }
+        for failure in refused {
+            self.record_failure(failure);
+        }
+        if let Some(slot) = self.workers.get_mut(&worker_id) {
+            slot.dispatched += taken as u64;
+        }
+        lane.place(batch.finish_frames());
     }
 
     /// Takes back every job staged in a lane: none has left the master.
@@ -868,7 +894,7 @@ where
         let (frame, taken) = self.take_batch(worker_id, room);
         if let Some(slot) = self.workers.get_mut(&worker_id) {
             match (frame, &slot.lane) {
-                (Some((frame, jobs)), Some(lane)) => lane.place(frame, jobs),
+                (Some(frame), Some(lane)) => lane.place([frame]),
                 (Some((frame, _)), None) => {
                     let _ = slot.link.send(frame);
                 }
@@ -1975,9 +2001,9 @@ fn read_frames_on_thread(
                     send(other);
                 }
             };
-            let mut frames = std::io::BufReader::with_capacity(64 << 10, socket);
+            let mut frames = FrameReader::new(socket, max_frame);
             loop {
-                let body = match crate::protocol::read_frame(&mut frames, max_frame) {
+                let body = match frames.next_blocking() {
                     Ok(Some(body)) => body,
                     Ok(None) => break,
                     Err(e) => {

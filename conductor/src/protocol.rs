@@ -183,13 +183,18 @@ pub fn decode_control<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Protocol
         .map_err(|e| ProtocolError::Malformed(format!("bad control message: {e}")))
 }
 
-/// Builds one frame that carries many jobs or many results.
+/// Builds one frame that carries many jobs or many results (or several such frames
+/// back to back in one buffer, see [`BatchWriter::next_frame`]).
 pub struct BatchWriter {
     /// Fully initialized, so values can be serialized straight into it; only the
-    /// first `used` bytes belong to the frame.
+    /// first `used` bytes belong to the frames.
     buf: Vec<u8>,
     used: usize,
+    /// Where the frame being written starts, and how many entries it has.
+    frame_start: usize,
     count: usize,
+    /// Frames sealed before it: where each starts and ends, and its entries.
+    sealed: Vec<(usize, usize, usize)>,
 }
 
 impl BatchWriter {
@@ -209,7 +214,9 @@ impl BatchWriter {
         BatchWriter {
             buf,
             used: 5,
+            frame_start: 0,
             count: 0,
+            sealed: Vec::new(),
         }
     }
 
@@ -323,29 +330,66 @@ impl BatchWriter {
 
     /// Bytes of the frame's body so far: what the frame limit applies to.
     pub fn body_len(&self) -> usize {
-        self.used - 4
+        self.used - self.frame_start - 4
     }
 
-    /// Removes the last entry, which began at byte `len`.
+    /// Removes the last entry, which began at byte `len` of the frame.
     pub fn take_back(&mut self, len: usize) {
-        self.used = len;
+        self.used = self.frame_start + len;
         self.count -= 1;
     }
 
     /// Bytes the frame holds so far, header included.
     pub fn byte_len(&self) -> usize {
+        self.used - self.frame_start
+    }
+
+    /// Bytes of all the frames so far.
+    pub fn total_len(&self) -> usize {
         self.used
+    }
+
+    /// Seals the frame being written, unless it is empty, and starts another behind
+    /// it in the same buffer: many small frames then cost one allocation.
+    pub fn next_frame(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        self.seal();
+        self.sealed.push((self.frame_start, self.used, self.count));
+        let kind = self.buf[self.frame_start + 4];
+        self.frame_start = self.used;
+        self.reserve(5);
+        self.buf[self.used + 4] = kind;
+        self.used += 5;
+        self.count = 0;
+    }
+
+    /// Writes the length of the frame being written into its header.
+    fn seal(&mut self) {
+        let len = (self.used - self.frame_start - 4) as u32;
+        self.buf[self.frame_start..self.frame_start + 4].copy_from_slice(&len.to_le_bytes());
     }
 
     /// Seals the frame: the returned bytes are ready to write to the channel.
     pub fn finish(mut self) -> Bytes {
-        let len = (self.used - 4) as u32;
-        self.buf[..4].copy_from_slice(&len.to_le_bytes());
+        self.seal();
         self.buf.truncate(self.used);
-        if self.buf.capacity() > 2 * self.used + 4096 {
-            self.buf.shrink_to_fit();
-        }
-        Bytes::from(self.buf)
+        // An exact allocation becomes `Bytes` as it is; a larger one would cost a
+        // second allocation (to track its capacity), on every frame.
+        Bytes::from(self.buf.into_boxed_slice())
+    }
+
+    /// Seals the frames, each ready to write to the channel, with its entries; they
+    /// share one allocation. An empty last frame is left out.
+    pub fn finish_frames(mut self) -> Vec<(Bytes, usize)> {
+        self.next_frame();
+        self.buf.truncate(self.frame_start);
+        let all = Bytes::from(self.buf.into_boxed_slice());
+        self.sealed
+            .iter()
+            .map(|&(start, end, entries)| (all.slice(start..end), entries))
+            .collect()
     }
 }
 
@@ -550,50 +594,112 @@ pub fn read_frame(reader: &mut impl Read, max: usize) -> Result<Option<Bytes>, P
     Ok(Some(Bytes::from(body)))
 }
 
-/// Reads frames from an async reader through one growing buffer: a frame's body is
-/// split off the buffer without copying or zeroing it.
+/// Reads frames through one growing buffer: a frame's body is split off the buffer
+/// without copying or zeroing it, so frames cost no allocation each.
 pub struct FrameReader<R> {
     reader: R,
     buf: BytesMut,
     max: usize,
 }
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
+impl<R> FrameReader<R> {
     pub fn new(reader: R, max: usize) -> Self {
         FrameReader {
             reader,
-            buf: BytesMut::new(),
+            // Whenever the buffer must move, it gets at least this much room again.
+            buf: BytesMut::with_capacity(64 << 10),
             max,
         }
     }
 
+    /// The next frame body if the buffer holds all of it; otherwise makes room for
+    /// it and returns `None`.
+    fn buffered_frame(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+        let mut wanted = 4;
+        if let Some(header) = self.buf.first_chunk::<4>() {
+            let len = u32::from_le_bytes(*header) as usize;
+            if len > self.max {
+                return Err(ProtocolError::TooLarge { len, max: self.max });
+            }
+            if self.buf.len() >= 4 + len {
+                self.buf.advance(4);
+                return Ok(Some(self.buf.split_to(len).freeze()));
+            }
+            wanted = 4 + len;
+        }
+        // Room for the whole frame at once, and never a read of a few bytes. The
+        // buffer moves only when its room runs out: the frames split off it keep
+        // the old one alive until they are dropped.
+        self.buf.reserve((wanted - self.buf.len()).max(4 << 10));
+        Ok(None)
+    }
+
+    /// Judges a read that returned nothing or failed: `Ok(false)` when the peer
+    /// closed the channel between frames, `Ok(true)` to read again.
+    fn read_failed(&self, read: io::Result<()>) -> Result<bool, ProtocolError> {
+        match read {
+            Ok(()) if self.buf.is_empty() => Ok(false),
+            Ok(()) => Err(ProtocolError::Malformed(
+                "the channel closed inside a frame".into(),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) if is_closed(&e) && self.buf.is_empty() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// The next frame body; `Ok(None)` means the peer closed the channel between frames.
     pub async fn next(&mut self) -> Result<Option<Bytes>, ProtocolError> {
         loop {
-            let mut wanted = 4;
-            if let Some(header) = self.buf.first_chunk::<4>() {
-                let len = u32::from_le_bytes(*header) as usize;
-                if len > self.max {
-                    return Err(ProtocolError::TooLarge { len, max: self.max });
-                }
-                if self.buf.len() >= 4 + len {
-                    self.buf.advance(4);
-                    return Ok(Some(self.buf.split_to(len).freeze()));
-                }
-                wanted = 4 + len;
+            if let Some(body) = self.buffered_frame()? {
+                return Ok(Some(body));
             }
-            // Read in large chunks, and make room for the whole frame at once.
-            self.buf.reserve((wanted - self.buf.len()).max(64 << 10));
-            match self.reader.read_buf(&mut self.buf).await {
-                Ok(0) if self.buf.is_empty() => return Ok(None),
-                Ok(0) => {
-                    return Err(ProtocolError::Malformed(
-                        "the channel closed inside a frame".into(),
-                    ))
+            let read = match self.reader.read_buf(&mut self.buf).await {
+                Ok(0) => Ok(()),
+                Ok(_) => continue,
+                Err(e) => Err(e),
+            };
+            if !self.read_failed(read)? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+impl FrameReader<std::os::unix::net::UnixStream> {
+    /// The next frame body from a blocking socket (a lane's reader thread); `Ok(None)`
+    /// means the peer closed the channel between frames.
+    pub fn next_blocking(&mut self) -> Result<Option<Bytes>, ProtocolError> {
+        use bytes::BufMut;
+        use std::os::fd::AsRawFd;
+        loop {
+            if let Some(body) = self.buffered_frame()? {
+                return Ok(Some(body));
+            }
+            let spare = self.buf.chunk_mut();
+            // SAFETY: recv writes at most `spare.len()` bytes into the buffer's spare
+            // capacity, which is ours; only the bytes it wrote are then counted in.
+            let read = unsafe {
+                libc::recv(
+                    self.reader.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    0,
+                )
+            };
+            let read = match read {
+                0 => Ok(()),
+                -1 => Err(io::Error::last_os_error()),
+                n => {
+                    // SAFETY: the first `n` bytes of the spare capacity were just written.
+                    unsafe { self.buf.advance_mut(n as usize) };
+                    continue;
                 }
-                Ok(_) => {}
-                Err(e) if is_closed(&e) && self.buf.is_empty() => return Ok(None),
-                Err(e) => return Err(e.into()),
+            };
+            if !self.read_failed(read)? {
+                return Ok(None);
             }
         }
     }
@@ -607,6 +713,40 @@ mod tests {
         let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
         assert_eq!(len, frame.len() - 4);
         frame.slice(4..)
+    }
+
+    #[test]
+    fn frames_written_back_to_back_come_out_whole() {
+        let mut batch = BatchWriter::jobs(16);
+        batch.push_job(1, b"one");
+        batch.next_frame();
+        batch.push_job(2, b"two");
+        batch.push_job(3, b"three");
+        assert_eq!(batch.byte_len(), 5 + 2 * 12 + 3 + 5);
+        batch.next_frame();
+        batch.next_frame();
+        let frames = batch.finish_frames();
+        assert_eq!(frames.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [1, 2]);
+        let mut queue = JobQueue::default();
+        for (frame, _) in frames {
+            let Frame::Jobs(body) = Frame::parse(body_of(frame)).unwrap() else {
+                panic!("not a jobs frame")
+            };
+            queue.push_frame(body);
+        }
+        let mut jobs = Vec::new();
+        while let Some(job) = queue.pop() {
+            let (id, bytes) = job.unwrap();
+            jobs.push((id, bytes.to_vec()));
+        }
+        assert_eq!(
+            jobs,
+            [
+                (1, b"one".to_vec()),
+                (2, b"two".to_vec()),
+                (3, b"three".to_vec())
+            ]
+        );
     }
 
     #[test]
