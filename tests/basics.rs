@@ -807,26 +807,41 @@ async fn jobs_staged_behind_a_long_job_go_to_an_idle_worker() {
     assert_eq!(order.last(), Some(&150), "a job waited behind the long one");
 }
 
-#[tokio::test]
-async fn a_shutdown_sends_none_of_the_jobs_staged_for_workers() {
-    let mut running = Conductor::<u64, u64>::new("blocker")
+/// Runs until `outputs` outputs have come back, then shuts down; returns the ids of
+/// the completed jobs and the report.
+async fn shut_down_after<J, O>(
+    conductor: Conductor<J, O>,
+    outputs: usize,
+) -> (BTreeSet<u64>, conductor::Report<J>)
+where
+    J: serde::Serialize + Clone + Send + 'static,
+    O: serde::de::DeserializeOwned + Send + 'static,
+{
+    let mut running = conductor
         .worker_limit(2)
         .prefetch(1)
         .handle_signals(false)
-        .jobs((0..50_000u64).map(|_| 0))
         .start()
         .unwrap();
     let mut completed = BTreeSet::new();
     while let Some(event) = running.next_event().await {
         if let Event::Output(output) = event {
             completed.insert(output.id);
-            if completed.len() == 500 {
+            if completed.len() == outputs {
                 running.handle().shutdown();
             }
         }
     }
     let report = running.wait().await.unwrap();
     assert_eq!(report.interrupted(), Some(conductor::Interrupt::Shutdown));
+    (completed, report)
+}
+
+#[tokio::test]
+async fn a_shutdown_sends_none_of_the_jobs_staged_for_workers() {
+    let jobs = (0..50_000u64).map(|_| 0);
+    let (completed, report) =
+        shut_down_after(Conductor::<u64, u64>::new("blocker").jobs(jobs), 500).await;
     assert_eq!(report.failed(), 0);
     assert_eq!(report.completed(), completed.len() as u64);
     assert!(!report.not_run().is_empty(), "the run was not cut short");
@@ -840,24 +855,8 @@ async fn a_shutdown_sends_none_of_the_jobs_staged_for_workers() {
 
 #[tokio::test]
 async fn shutdown_finishes_jobs_in_flight_and_reports_the_rest() {
-    let mut running = Conductor::<u32, u32>::new("slow")
-        .worker_limit(2)
-        .prefetch(1)
-        .handle_signals(false)
-        .jobs(0..1000)
-        .start()
-        .unwrap();
-    let mut completed = BTreeSet::new();
-    while let Some(event) = running.next_event().await {
-        if let Event::Output(output) = event {
-            completed.insert(output.id);
-            if completed.len() == 5 {
-                running.handle().shutdown();
-            }
-        }
-    }
-    let report = running.wait().await.unwrap();
-    assert_eq!(report.interrupted(), Some(conductor::Interrupt::Shutdown));
+    let (completed, report) =
+        shut_down_after(Conductor::<u32, u32>::new("slow").jobs(0..1000), 5).await;
     assert!(!report.aborted());
     assert_eq!(report.exit_code(), 130);
     assert_eq!(report.failed(), 0);

@@ -253,24 +253,33 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
-    #[tokio::test]
-    async fn frames_arrive_whole_and_in_order_even_when_the_socket_is_full() {
-        let (ours, mut theirs) = tokio::net::UnixStream::pair().unwrap();
-        let (_read, write) = ours.into_split();
-        let link = Link::start(write);
-        // Far more than a socket buffer holds, so most of it is queued.
-        let frames: Vec<Bytes> = (0..64u8).map(|n| Bytes::from(vec![n; 64 << 10])).collect();
-        for frame in &frames {
-            link.send(frame.clone()).unwrap();
+    /// Far more than a socket buffer holds, so most of it is queued: 64 frames of
+    /// 64 KiB, frame n filled with n.
+    fn send_many_frames(link: &Link) {
+        for n in 0..64u8 {
+            link.send(Bytes::from(vec![n; 64 << 10])).unwrap();
         }
-        let mut received = vec![0u8; 64 * (64 << 10)];
-        theirs.read_exact(&mut received).await.unwrap();
+    }
+
+    fn assert_whole_and_in_order(received: &[u8]) {
         for (n, chunk) in received.chunks(64 << 10).enumerate() {
             assert!(
                 chunk.iter().all(|&b| b == n as u8),
                 "frame {n} arrived out of order"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn frames_arrive_whole_and_in_order_even_when_the_socket_is_full() {
+        let (ours, mut theirs) = tokio::net::UnixStream::pair().unwrap();
+        let (_read, write) = ours.into_split();
+        let link = Link::start(write);
+        // Far more than a socket buffer holds, so most of it is queued.
+        send_many_frames(&link);
+        let mut received = vec![0u8; 64 * (64 << 10)];
+        theirs.read_exact(&mut received).await.unwrap();
+        assert_whole_and_in_order(&received);
         link.close();
         assert!(link.send(Bytes::from_static(b"x")).is_err());
     }
@@ -280,18 +289,10 @@ mod tests {
         use std::io::Read;
         let (ours, mut theirs) = UnixStream::pair().unwrap();
         let link = Link::start_plain(ours, "test-link".into()).unwrap();
-        let frames: Vec<Bytes> = (0..64u8).map(|n| Bytes::from(vec![n; 64 << 10])).collect();
-        for frame in &frames {
-            link.send(frame.clone()).unwrap();
-        }
+        send_many_frames(&link);
         let mut received = vec![0u8; 64 * (64 << 10)];
         theirs.read_exact(&mut received).unwrap();
-        for (n, chunk) in received.chunks(64 << 10).enumerate() {
-            assert!(
-                chunk.iter().all(|&b| b == n as u8),
-                "frame {n} arrived out of order"
-            );
-        }
+        assert_whole_and_in_order(&received);
         link.close();
         assert!(link.send(Bytes::from_static(b"x")).is_err());
         assert_eq!(
