@@ -49,6 +49,9 @@ pub(crate) async fn spawn_worker(
     let (master_end, worker_end) = match private_channel {
         true => {
             let (master_end, worker_end) = UnixStream::pair()?;
+            for end in [&master_end, &worker_end] {
+                ask_for_send_buffer(end, CHANNEL_SEND_BUFFER);
+            }
             (Some(master_end), Some(above_stdio(worker_end)?))
         }
         false => (None, None),
@@ -112,6 +115,26 @@ pub(crate) async fn spawn_worker(
         None => None,
     };
     Ok(Spawned { child, channel })
+}
+
+/// How many bytes each end of a channel asks the kernel to buffer: a whole frame of
+/// the largest batch. With the default (about 200 KiB), a 1 MiB frame took five
+/// writes, each after a wake-up; 1 MiB jobs moved 1.6× faster with this. The kernel
+/// caps it at `net.core.wmem_max` without complaint.
+const CHANNEL_SEND_BUFFER: libc::c_int = 1 << 20;
+
+fn ask_for_send_buffer(socket: &UnixStream, bytes: libc::c_int) {
+    // SAFETY: a valid socket and a pointer to a c_int of the length given. A refusal
+    // only leaves the default buffer.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// Moves the worker's end of the channel above fds 0–2: if the master runs with stdio
