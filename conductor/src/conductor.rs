@@ -17,12 +17,12 @@ use crate::jobs::Jobs;
 use crate::journal::{self, Journal, KeyFn};
 use crate::lookup;
 use crate::master::{Backend, Settings};
-use crate::protocol::DEFAULT_MAX_FRAME_BYTES;
 use crate::registry;
 use crate::report::Report;
 use crate::role;
 use crate::run_thread::{RunInput, RunThread};
 use crate::running::Running;
+use crate::wire::DEFAULT_MAX_FRAME_BYTES;
 use crate::worker::NamedWorker;
 
 /// Runs jobs of type `J` on worker processes of one worker type, which answer with

@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::Error;
 use crate::lookup::{self, LookupStore};
 use crate::message::decode_reply;
-use crate::protocol::{control_frame, ReplyResult, ToWorker};
 use crate::stats::StatsReport;
+use crate::wire::{control_frame, fits_in_frame, ReplyResult, ToWorker};
 
 /// A cloneable handle on a conductor, usable before, during and after its run.
 #[derive(Clone)]
@@ -59,7 +59,7 @@ impl Shared {
             worker_type,
             lookups: LookupStore::default(),
             processing: AtomicBool::new(false),
-            max_frame: AtomicUsize::new(crate::protocol::DEFAULT_MAX_FRAME_BYTES),
+            max_frame: AtomicUsize::new(crate::wire::DEFAULT_MAX_FRAME_BYTES),
             last_stats: Mutex::new(None),
             links: Mutex::new(BTreeMap::new()),
             commands,
@@ -287,16 +287,6 @@ fn message_frame<T: Serialize + ?Sized>(
         shared.max_frame.load(Ordering::Relaxed),
     )?;
     Ok(frame)
-}
-
-/// Refuses, where it is sent, a message that the other side would refuse as too large.
-pub(crate) fn fits_in_frame(what: &str, len: usize, max_frame: usize) -> Result<(), Error> {
-    if len > max_frame {
-        return Err(Error::usage(format!(
-            "{what} of {len} bytes exceeds the frame limit of {max_frame} bytes"
-        )));
-    }
-    Ok(())
 }
 
 impl std::fmt::Debug for ConductorHandle {

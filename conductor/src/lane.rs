@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 
 use crate::handle::WorkerLink;
-use crate::protocol::ResultsReader;
+use crate::wire::ResultsReader;
 
 /// The most bytes of jobs a lane stages, however short the jobs.
 pub(crate) const MAX_STAGED_BYTES: usize = 1 << 20;
@@ -188,8 +188,8 @@ impl Lane {
 mod tests {
     use super::*;
     use crate::link::Closed;
-    use crate::protocol::BatchWriter;
     use crate::transport::FrameSink;
+    use crate::wire::BatchWriter;
 
     /// Records what the lane sends.
     #[derive(Default)]

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::protocol::BatchWriter;
+use crate::wire::BatchWriter;
 
 /// A job the ledger holds. It is encoded anew each time it is sent, straight into
 /// the outgoing frame, so the ledger keeps no second copy of it.

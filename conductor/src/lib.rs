@@ -108,13 +108,12 @@ mod ledger;
 mod link;
 mod lookup;
 mod master;
-mod master_channel;
+
 mod message;
 #[cfg(feature = "nats")]
 mod nats;
 mod process;
 mod progress;
-mod protocol;
 mod registry;
 mod report;
 mod role;
@@ -123,8 +122,8 @@ mod running;
 mod signals;
 pub mod stats;
 mod transport;
+mod wire;
 mod worker;
-mod worker_loop;
 
 #[doc(hidden)]
 #[path = "private.rs"]

@@ -32,15 +32,15 @@ use crate::lookup;
 use crate::message::{Message, Responder};
 use crate::process;
 use crate::progress::Progress;
-use crate::protocol::{
-    control_frame, decode_control, BatchWriter, Frame, FrameReader, Request, ResultsReader,
-    StatsRoll, ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
-};
 use crate::report::{JobFailure, JobOutput, Report};
 use crate::running::{Event, WorkerCrash, WorkerExit};
 use crate::signals::{Interrupt, SignalWatch};
 use crate::stats::Aggregator;
 use crate::transport::{LocalTransport, Transport};
+use crate::wire::{
+    control_frame, decode_control, BatchWriter, Frame, FrameReader, Request, ResultsReader,
+    StatsRoll, ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
+};
 
 /// Everything a conductor was configured with.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::Error;
-use crate::protocol::ReplyResult;
+use crate::wire::ReplyResult;
 
 /// A custom command with a payload, sent by a worker to its master or by a master to
 /// a worker.

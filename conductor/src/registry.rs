@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Kind};
 use crate::worker::JobWorker;
-use crate::worker_loop::{run_worker, WorkerBoot};
+use crate::worker::{run_worker, WorkerBoot};
 
 /// One `#[conductor::worker(type = "...")]` registration.
 #[doc(hidden)]

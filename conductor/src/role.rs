@@ -8,7 +8,8 @@ use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use crate::registry;
-use crate::worker_loop::{WorkerBoot, EXIT_SETUP};
+use crate::worker::exit::EXIT_SETUP;
+use crate::worker::WorkerBoot;
 
 /// The worker type a worker process runs (the seed's `process.env.worker_type`).
 pub(crate) const ENV_WORKER_TYPE: &str = "CONDUCTOR_WORKER_TYPE";
@@ -62,7 +63,7 @@ pub(crate) fn dispatch_role() {
         channel,
         worker_type,
     });
-    crate::worker_loop::exit_worker(code);
+    crate::worker::exit::exit_worker(code);
 }
 
 /// Joins the distributed run `run` as a worker (started by hand on any machine, or by
@@ -106,7 +107,7 @@ fn join_run(run: &str) -> ! {
             channel: joined.channel,
             worker_type: joined.worker_type,
         });
-        crate::worker_loop::exit_worker(code);
+        crate::worker::exit::exit_worker(code);
     }
     #[cfg(not(feature = "nats"))]
     {
@@ -136,7 +137,7 @@ fn die_with_master() {
     // parent, and no signal would ever come.
     // SAFETY: getppid cannot fail.
     if unsafe { libc::getppid() } as u32 != master {
-        std::process::exit(crate::worker_loop::EXIT_MASTER_GONE);
+        std::process::exit(crate::worker::exit::EXIT_MASTER_GONE);
     }
 }
 
@@ -190,11 +191,11 @@ fn refuse(channel: UnixStream, reason: &str) -> ! {
     use std::io::Write;
     eprintln!("conductor: {reason}");
     let mut channel = channel;
-    let refusal = crate::protocol::ToMaster::Refused {
+    let refusal = crate::wire::ToMaster::Refused {
         reason: reason.to_string(),
     };
-    let _ = channel.write_all(&crate::protocol::control_frame(&refusal));
-    crate::worker_loop::exit_worker(EXIT_SETUP);
+    let _ = channel.write_all(&crate::wire::control_frame(&refusal));
+    crate::worker::exit::exit_worker(EXIT_SETUP);
 }
 
 /// Fails when this process was started as a worker but never dispatched its role:

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::protocol::StatsRoll;
+use crate::wire::StatsRoll;
 
 /// Named counters, as the seed's `{ jobsDone: 0, ... }` objects.
 pub type Counters = BTreeMap<String, i64>;

@@ -25,7 +25,7 @@ use super::{
     connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
     HEADER_MASTER, HEADER_WORKER, HEARTBEAT, WORKERS_CONSUMER,
 };
-use crate::protocol::{
+use crate::wire::{
     control_frame, decode_control, BatchWriter, FrameReader, Request, ToMaster, ToWorker,
     KIND_CONTROL, PROTOCOL_VERSION,
 };
@@ -319,7 +319,7 @@ impl Bridge {
         let mut frames = FrameReader::new(read, usize::MAX >> 1);
         while let Ok(Some(body)) = frames.next().await {
             match body.first() {
-                Some(&crate::protocol::KIND_RESULTS) => self.store_results(body).await,
+                Some(&crate::wire::KIND_RESULTS) => self.store_results(body).await,
                 _ => {
                     match body.get(1..).map(decode_control::<ToMaster>) {
                         Some(Ok(ToMaster::Bye | ToMaster::Crash { .. })) => {
@@ -373,7 +373,7 @@ impl Bridge {
         }
         let answered: Vec<jetstream::Message> = {
             let mut held = self.held();
-            crate::protocol::ResultsReader::new(&body[1..])
+            crate::wire::ResultsReader::new(&body[1..])
                 .filter_map(|entry| entry.ok())
                 .filter_map(|entry| held.remove(&entry.id))
                 .collect()
@@ -654,7 +654,7 @@ fn exit_hook_done() {
 /// or a crash) must still reach NATS: shutting the worker's end for writing lets the
 /// bridge read them to the end, and the exit waits (a little) for that.
 fn install_exit_hook(theirs: RawFd) {
-    crate::worker_loop::set_before_exit(Box::new(move || {
+    crate::worker::exit::set_before_exit(Box::new(move || {
         // SAFETY: shutdown(2) on the worker's own end of the pair; it stays open.
         unsafe { libc::shutdown(theirs, libc::SHUT_WR) };
         let (done, signal) = &BRIDGE_DONE;

@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::protocol::WorkerConfig;
+use crate::wire::WorkerConfig;
 
 /// Header naming the job a job message carries.
 pub(crate) const HEADER_JOB: &str = "Conductor-Job";

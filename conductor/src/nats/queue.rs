@@ -20,9 +20,9 @@ use crate::error::Error;
 use crate::handle::{Shared, WorkerLink};
 use crate::link::Closed;
 use crate::master::{route_frame, FromWorker, WorkerEvent};
-use crate::protocol::JobQueue;
 use crate::role::{ENV_JOIN, ENV_NATS_URL, ENV_WORKER_ID};
 use crate::transport::{FrameSink, Transport};
+use crate::wire::JobQueue;
 
 /// How long the master waits after a failed publish or subscription before retrying.
 const RETRY: Duration = Duration::from_millis(500);
@@ -195,7 +195,7 @@ impl NatsTransport {
     /// Tells every worker of the run, joined to this master or an earlier one, that
     /// the run is over.
     pub async fn end_run(&self) {
-        let stop = crate::protocol::control_frame(&crate::protocol::ToWorker::Stop);
+        let stop = crate::wire::control_frame(&crate::wire::ToWorker::Stop);
         let _ = self
             .client
             .publish(self.names.all_subject(), stop.slice(4..))
@@ -470,7 +470,7 @@ fn results_event(message: &async_nats::Message) -> Option<FromWorker> {
         return None;
     };
     let mut body = message.payload.clone();
-    if body.first() != Some(&crate::protocol::KIND_RESULTS) {
+    if body.first() != Some(&crate::wire::KIND_RESULTS) {
         tracing::warn!(worker_id, "a malformed results message was ignored");
         return None;
     }

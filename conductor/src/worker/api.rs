@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::exit::EXIT_CRASHED;
+use super::shared::WorkerShared;
 use crate::error::Error;
-use crate::handle::fits_in_frame;
 use crate::lookup;
 use crate::message::{decode_reply, Message};
-use crate::protocol::{Request, ToMaster};
 use crate::stats::Counters;
-use crate::worker_loop::{WorkerShared, EXIT_CRASHED};
+use crate::wire::{fits_in_frame, Request, ToMaster};
 
 /// A worker with state: built once per worker process, then fed jobs one at a time.
 ///

@@ -1,50 +1,37 @@
-//! The worker process: handshake, then jobs in, results out, until the master says stop.
+//! The worker's own loop: handshake, then jobs in, results out, until the master
+//! says stop.
 //!
 //! Job code runs on the main thread (the job thread) inside a tokio runtime, one job
 //! at a time; the job thread also reads the master's frames whenever it has nothing to
-//! run. Three small threads keep the process responsive whatever the job code does:
-//! the watchdog (reads the channel while a job runs long or waits for a reply; see
-//! [`crate::master_channel`]; end-of-file means the master is gone, and the process
-//! exits even if a job is busy), the stats timer, and the result flusher (results wait
-//! at most [`RESULT_LINGER`] before they are sent, so the master always knows which
-//! job is running).
+//! run. Three small threads keep the process responsive whatever the job code does
+//! (see [`super::shared`]): the watchdog (reads the channel while a job runs long or
+//! waits for a reply; see [`super::channel`]; end-of-file means the master is gone,
+//! and the process exits even if a job is busy), the stats timer, and the result
+//! flusher (results wait at most [`super::shared::RESULT_LINGER`] before they are
+//! sent, so the master always knows which job is running).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::error::Error;
-use crate::master_channel::{MasterChannel, NO_WORK};
-use crate::message::{Message, Responder};
-use crate::protocol::{
-    control_frame, decode_control, read_frame, BatchWriter, Frame, JobQueue, ReplyResult, Request,
-    ToMaster, ToWorker, WorkerConfig, PROTOCOL_VERSION,
+use super::api::{JobWorker, Worker};
+use super::channel::NO_WORK;
+use super::exit::{exit_worker, EXIT_OK, EXIT_SETUP};
+use super::shared::{flush_loop, stats_loop, watchdog_loop, Inbox, WorkerShared, NO_JOB};
+use crate::message::Message;
+use crate::wire::{
+    control_frame, decode_control, read_frame, Frame, JobQueue, ToMaster, ToWorker, WorkerConfig,
+    PROTOCOL_VERSION,
 };
-use crate::stats::StatsBook;
-use crate::worker::{JobWorker, Worker};
 
-/// Exit codes of a worker process.
-pub(crate) const EXIT_OK: i32 = 0;
-pub(crate) const EXIT_SETUP: i32 = 3;
-pub(crate) const EXIT_CRASHED: i32 = 4;
-pub(crate) const EXIT_ABORTED: i32 = 5;
-pub(crate) const EXIT_MASTER_GONE: i32 = 6;
-pub(crate) const EXIT_PROTOCOL: i32 = 7;
-
-/// The longest a finished job's result waits in the worker before it is sent.
-pub(crate) const RESULT_LINGER: Duration = Duration::from_millis(2);
-/// A result batch is sent as soon as it holds this many bytes.
-const RESULT_FLUSH_BYTES: usize = 256 << 10;
-const NO_JOB: u64 = u64::MAX;
 /// While frames are this large, the watchdog reads them as jobs run, not the job
 /// thread between jobs.
 const READ_AHEAD_FRAME_BYTES: usize = 128 << 10;
@@ -56,72 +43,10 @@ const INBOX_CHECK_EVERY: u32 = 32;
 /// on its channel (a message, a stop) instead of only when its queue runs dry.
 const CHANNEL_CHECK_EVERY: Duration = Duration::from_millis(1);
 
-/// Runs before a worker process exits: set by a transport whose last frames need
-/// time to leave the process (the NATS bridge).
-static BEFORE_EXIT: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>> = std::sync::OnceLock::new();
-
-#[cfg_attr(not(feature = "nats"), allow(dead_code))]
-pub(crate) fn set_before_exit(hook: Box<dyn Fn() + Send + Sync>) {
-    let _ = BEFORE_EXIT.set(hook);
-}
-
-/// Set by the first thread that ends the process.
-static EXITING: AtomicBool = AtomicBool::new(false);
-
-/// Ends the worker process, after the transport has sent what it holds. The first
-/// caller decides the exit code: a thread that sees the channel close because the
-/// process is already exiting must not turn a clean exit into "master gone".
-pub(crate) fn exit_worker(code: i32) -> ! {
-    if EXITING.swap(true, Ordering::SeqCst) {
-        loop {
-            std::thread::park();
-        }
-    }
-    if let Some(hook) = BEFORE_EXIT.get() {
-        hook();
-    }
-    std::process::exit(code)
-}
-
 /// What the role dispatch hands to a worker: its channel and the type it was asked for.
 pub struct WorkerBoot {
     pub(crate) channel: UnixStream,
     pub(crate) worker_type: String,
-}
-
-/// State shared by the job thread, the watchdog, the timers and every [`Worker`] handle.
-pub(crate) struct WorkerShared {
-    pub id: u64,
-    pub master_id: String,
-    pub worker_type: String,
-    pub stats: StatsBook,
-    pub monitoring: AtomicBool,
-    logging: bool,
-    pub max_frame: usize,
-    writer: Mutex<UnixStream>,
-    channel: MasterChannel,
-    pending: Mutex<HashMap<u64, oneshot::Sender<ReplyResult>>>,
-    next_request: AtomicU64,
-    results: Mutex<ResultBuffer>,
-    results_waiting: Condvar,
-    /// The flusher is timing the buffered results: the job thread need not wake it.
-    /// Cleared, under the results lock, only by the flusher.
-    flusher_armed: AtomicBool,
-    current_job: AtomicU64,
-}
-
-struct ResultBuffer {
-    batch: BatchWriter,
-    first_at: Option<Instant>,
-}
-
-/// What the watchdog hands to the job thread, or what a frame asks of it.
-enum Inbox {
-    Jobs(Bytes),
-    Message(Message),
-    Stop,
-    /// The watchdog has handed the channel back.
-    ChannelFree,
 }
 
 /// Runs a worker of type `W` on the channel until the master stops it; returns the
@@ -147,26 +72,7 @@ pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
             return EXIT_SETUP;
         }
     };
-    let shared = Arc::new(WorkerShared {
-        id: config.worker_id,
-        master_id: config.master_id,
-        worker_type,
-        stats: StatsBook::new(),
-        monitoring: AtomicBool::new(true),
-        logging: config.logging,
-        max_frame: config.max_frame_bytes as usize,
-        writer: Mutex::new(channel),
-        channel: MasterChannel::new(reader),
-        pending: Mutex::new(HashMap::new()),
-        next_request: AtomicU64::new(1),
-        results: Mutex::new(ResultBuffer {
-            batch: BatchWriter::results(4096),
-            first_at: None,
-        }),
-        flusher_armed: AtomicBool::new(false),
-        results_waiting: Condvar::new(),
-        current_job: AtomicU64::new(NO_JOB),
-    });
+    let shared = Arc::new(WorkerShared::new(&config, worker_type, channel, reader));
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
     spawn_thread("conductor-watchdog", {
         let shared = shared.clone();
@@ -497,270 +403,5 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a non-string panic payload".to_string()
-    }
-}
-
-/// The watchdog thread: reads the channel for the job thread while it is busy.
-fn watchdog_loop(shared: &Arc<WorkerShared>, inbox: mpsc::UnboundedSender<Inbox>) {
-    shared.channel.watch(
-        |reader| shared.read_frame(reader),
-        |frame| {
-            let item = match frame {
-                Some(body) => shared.route(body),
-                None => Some(Inbox::ChannelFree),
-            };
-            if let Some(item) = item {
-                let _ = inbox.send(item);
-            }
-        },
-    );
-}
-
-fn stats_loop(shared: &WorkerShared, interval: Duration) {
-    loop {
-        std::thread::sleep(interval);
-        if shared.monitoring.load(Ordering::Relaxed) {
-            shared.send_control(&ToMaster::Stats(shared.stats.roll()));
-        }
-    }
-}
-
-/// Sends results that have waited [`RESULT_LINGER`], so a long job never hides the
-/// results of the short jobs before it. The job thread arms it only when it starts a
-/// job with results still buffered: a worker that answers each job before taking the
-/// next never wakes it.
-fn flush_loop(shared: &WorkerShared) {
-    let mut results = shared.lock_results();
-    loop {
-        if !shared.flusher_armed.load(Ordering::Relaxed) {
-            results = shared
-                .results_waiting
-                .wait(results)
-                .unwrap_or_else(|p| p.into_inner());
-            continue;
-        }
-        match results.first_at {
-            None => shared.flusher_armed.store(false, Ordering::Relaxed),
-            Some(first_at) => {
-                let due = first_at + RESULT_LINGER;
-                let now = Instant::now();
-                if now >= due {
-                    shared.flush_locked(&mut results);
-                } else {
-                    results = shared
-                        .results_waiting
-                        .wait_timeout(results, due - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-            }
-        }
-    }
-}
-
-impl WorkerShared {
-    /// Reads one frame from the master; exits the process when it is gone.
-    fn read_frame(&self, reader: &mut BufReader<UnixStream>) -> Bytes {
-        match read_frame(reader, self.max_frame) {
-            Ok(Some(body)) => body,
-            Ok(None) => self.master_gone(),
-            Err(e) => self.protocol_failure(&e.to_string()),
-        }
-    }
-
-    /// Acts on a frame from the master: a reply reaches its waiter here, an abort ends
-    /// the process; what the job thread must run comes back.
-    fn route(self: &Arc<Self>, body: Bytes) -> Option<Inbox> {
-        let payload = match Frame::parse(body) {
-            Ok(Frame::Jobs(body)) => return Some(Inbox::Jobs(body)),
-            Ok(Frame::Control(payload)) => payload,
-            Ok(Frame::Results(_)) => self.protocol_failure("the master sent a results frame"),
-            Err(e) => self.protocol_failure(&e.to_string()),
-        };
-        match decode_control::<ToWorker>(&payload) {
-            Ok(ToWorker::Message {
-                cmd,
-                data,
-                request_id,
-            }) => {
-                let responder = request_id.map(|request_id| {
-                    let shared = self.clone();
-                    Responder::new(&cmd, move |result| {
-                        shared.send_control(&ToMaster::Reply { request_id, result })
-                    })
-                });
-                Some(Inbox::Message(Message::new(None, cmd, data, responder)))
-            }
-            Ok(ToWorker::Reply { request_id, result }) => {
-                let waiter = self.lock_pending().remove(&request_id);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(result);
-                }
-                None
-            }
-            Ok(ToWorker::Stop) => Some(Inbox::Stop),
-            Ok(ToWorker::Abort) => {
-                self.log(format_args!("aborted by the master"));
-                exit_worker(EXIT_ABORTED);
-            }
-            Ok(ToWorker::Config(_)) => self.protocol_failure("a second handshake"),
-            Err(e) => self.protocol_failure(&e.to_string()),
-        }
-    }
-
-    /// Serializes a job's output straight into the result batch. An output too large
-    /// for a frame is refused with the reason, to be sent as the job's error.
-    fn finish_output<O: serde::Serialize>(&self, id: u64, output: &O) -> Result<(), String> {
-        let mut results = self.lock_results();
-        let before = results.batch.byte_len();
-        results
-            .batch
-            .push_output_encoded(id, output, self.max_frame)?;
-        if results.batch.body_len() > self.max_frame {
-            // It fits in a frame of its own: send the others first.
-            results.batch.take_back(before);
-            self.flush_locked(&mut results);
-            results
-                .batch
-                .push_output_encoded(id, output, self.max_frame)?;
-        }
-        self.stats.job_finished(true);
-        self.after_push(&mut results);
-        Ok(())
-    }
-
-    /// Buffers a failed job's error message.
-    fn finish_failure(&self, id: u64, error: &str) {
-        let error = &error.as_bytes()[..error.len().min(self.max_frame.saturating_sub(64))];
-        let mut results = self.lock_results();
-        if results.batch.body_len() + error.len() + 13 > self.max_frame {
-            self.flush_locked(&mut results);
-        }
-        results.batch.push_result(id, false, error);
-        self.stats.job_finished(false);
-        self.after_push(&mut results);
-    }
-
-    /// Notes when a batch's first result came; sends a batch that grew large.
-    fn after_push(&self, results: &mut MutexGuard<'_, ResultBuffer>) {
-        if results.first_at.is_none() {
-            results.first_at = Some(Instant::now());
-        }
-        if results.batch.byte_len() >= RESULT_FLUSH_BYTES {
-            self.flush_locked(results);
-        }
-    }
-
-    /// Has the flusher time the buffered results, unless it already does.
-    fn arm_flusher(&self) {
-        if self.flusher_armed.load(Ordering::Relaxed) {
-            return;
-        }
-        let _results = self.lock_results();
-        self.flusher_armed.store(true, Ordering::Relaxed);
-        self.results_waiting.notify_one();
-    }
-
-    pub(crate) fn flush_results(&self) {
-        let mut results = self.lock_results();
-        self.flush_locked(&mut results);
-    }
-
-    /// Sends the buffered results while holding the buffer, which keeps frames in order.
-    fn flush_locked(&self, results: &mut MutexGuard<'_, ResultBuffer>) {
-        if results.batch.is_empty() {
-            return;
-        }
-        let batch = std::mem::replace(&mut results.batch, BatchWriter::results(4096));
-        results.first_at = None;
-        self.send_frame(&batch.finish());
-    }
-
-    pub(crate) fn send_control(&self, message: &ToMaster) {
-        self.send_frame(&control_frame(message));
-    }
-
-    pub(crate) fn send_raw(&self, bytes: &[u8]) {
-        self.send_frame(bytes);
-    }
-
-    fn send_frame(&self, frame: &[u8]) {
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if writer.write_all(frame).is_err() {
-            self.master_gone();
-        }
-    }
-
-    /// Sends a request to the master and waits for its reply.
-    pub(crate) async fn request(&self, request: Request) -> Result<ReplyResult, Error> {
-        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.lock_pending().insert(request_id, tx);
-        // The job thread may be busy running the job that waits: have the watchdog read.
-        let _reading = self.channel.awaiting_reply();
-        self.send_control(&ToMaster::Request {
-            request_id: Some(request_id),
-            request,
-        });
-        rx.await
-            .map_err(|_| Error::disconnected("the master went away before replying"))
-    }
-
-    pub(crate) fn crash(&self, reason: String) -> ! {
-        self.log(format_args!("crashing: {reason}"));
-        self.flush_results();
-        self.send_control(&ToMaster::Stats(self.stats.roll()));
-        let job = match self.current_job.load(Ordering::Relaxed) {
-            NO_JOB => None,
-            id => Some(id),
-        };
-        // The reason must fit in a frame, whatever the error text.
-        let mut reason = reason;
-        let room = self.max_frame.saturating_sub(256);
-        if reason.len() > room {
-            let mut cut = room;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-        }
-        let _ = std::io::stdout().flush();
-        // Exit holding the channel, so no other thread starts a frame it cannot finish.
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writer.write_all(&control_frame(&ToMaster::Crash { reason, job }));
-        exit_worker(EXIT_CRASHED)
-    }
-
-    fn master_gone(&self) -> ! {
-        // The channel also closes when this process is already on its way out.
-        if !EXITING.load(Ordering::SeqCst) {
-            self.log(format_args!("the master is gone; exiting"));
-        }
-        exit_worker(EXIT_MASTER_GONE)
-    }
-
-    fn protocol_failure(&self, what: &str) -> ! {
-        eprintln!(
-            "conductor worker {}: protocol error from the master: {what}; exiting",
-            self.id
-        );
-        exit_worker(EXIT_PROTOCOL)
-    }
-
-    fn log(&self, message: std::fmt::Arguments<'_>) {
-        if self.logging {
-            eprintln!(
-                "conductor worker {} ({}): {message}",
-                self.id, self.worker_type
-            );
-        }
-    }
-
-    fn lock_results(&self) -> MutexGuard<'_, ResultBuffer> {
-        self.results.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn lock_pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<ReplyResult>>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -1,0 +1,132 @@
+//! Walking the entries of a jobs or results frame in place, without copying them.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::ProtocolError;
+
+/// Jobs received and not yet run: whole jobs frames, walked in place so that no job
+/// costs an allocation or a reference count.
+#[derive(Default)]
+pub struct JobQueue {
+    frames: VecDeque<Bytes>,
+    offset: usize,
+    /// Bytes of the last frame received.
+    last_frame_bytes: usize,
+    /// Bytes of jobs handed out so far.
+    handed_out_bytes: u64,
+}
+
+impl JobQueue {
+    pub fn push_frame(&mut self, body: Bytes) {
+        if !body.is_empty() {
+            self.last_frame_bytes = body.len();
+            self.frames.push_back(body);
+        }
+    }
+
+    /// Bytes of the last frame received: how much the master sends at once.
+    pub fn last_frame_bytes(&self) -> usize {
+        self.last_frame_bytes
+    }
+
+    /// Bytes of jobs handed out since the queue was made.
+    pub fn handed_out_bytes(&self) -> u64 {
+        self.handed_out_bytes
+    }
+
+    /// Whether every job received has been handed out.
+    pub fn is_empty(&self) -> bool {
+        match self.frames.len() {
+            0 => true,
+            1 => self.offset >= self.frames[0].len(),
+            _ => false,
+        }
+    }
+
+    /// The next job's id and encoded bytes, valid until the next call.
+    pub fn pop(&mut self) -> Option<Result<(u64, &[u8]), ProtocolError>> {
+        // Frames are dropped here rather than when their last job is handed out,
+        // because that job borrows from its frame.
+        while self.frames.front().is_some_and(|f| self.offset >= f.len()) {
+            self.frames.pop_front();
+            self.offset = 0;
+        }
+        let rest = &self.frames.front()?[self.offset..];
+        let parsed = rest.split_first_chunk::<12>().and_then(|(header, tail)| {
+            let id = u64::from_le_bytes(header[..8].try_into().ok()?);
+            let len = u32::from_le_bytes(header[8..].try_into().ok()?) as usize;
+            (tail.len() >= len).then_some((id, len))
+        });
+        match parsed {
+            Some((id, len)) => {
+                let start = self.offset + 12;
+                self.offset = start + len;
+                self.handed_out_bytes += 12 + len as u64;
+                let frame = self.frames.front()?;
+                Some(Ok((id, &frame[start..start + len])))
+            }
+            None => {
+                self.frames.clear();
+                self.offset = 0;
+                Some(Err(ProtocolError::Malformed("truncated job".into())))
+            }
+        }
+    }
+}
+
+/// One entry of a results frame, borrowed from the frame.
+#[derive(Debug)]
+pub struct ResultEntry<'a> {
+    pub id: u64,
+    /// The postcard-encoded output, or the UTF-8 error message of a failed job.
+    pub outcome: Result<&'a [u8], &'a [u8]>,
+}
+
+/// Walks the results of a results frame without copying them.
+pub struct ResultsReader<'a> {
+    body: &'a [u8],
+}
+
+impl<'a> ResultsReader<'a> {
+    pub fn new(body: &'a [u8]) -> Self {
+        ResultsReader { body }
+    }
+}
+
+impl<'a> Iterator for ResultsReader<'a> {
+    type Item = Result<ResultEntry<'a>, ProtocolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.body.is_empty() {
+            return None;
+        }
+        let entry = parse_result(self.body);
+        match entry {
+            Some((entry, rest)) => {
+                self.body = rest;
+                Some(Ok(entry))
+            }
+            None => {
+                self.body = &[];
+                Some(Err(ProtocolError::Malformed(
+                    "truncated or invalid result".into(),
+                )))
+            }
+        }
+    }
+}
+
+fn parse_result(body: &[u8]) -> Option<(ResultEntry<'_>, &[u8])> {
+    let (header, rest) = body.split_first_chunk::<13>()?;
+    let id = u64::from_le_bytes(header[..8].try_into().ok()?);
+    let ok = header[8];
+    let len = u32::from_le_bytes(header[9..].try_into().ok()?) as usize;
+    if rest.len() < len || ok > 1 {
+        return None;
+    }
+    let (payload, rest) = rest.split_at(len);
+    let outcome = if ok == 1 { Ok(payload) } else { Err(payload) };
+    Some((ResultEntry { id, outcome }, rest))
+}

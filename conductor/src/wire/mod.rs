@@ -1,0 +1,69 @@
+//! The wire: frames and messages between the master and a worker.
+//!
+//! Every frame is a little-endian `u32` body length followed by the body; the first
+//! byte of the body says what it holds. Control messages are serde enums encoded with
+//! postcard. Jobs and results, the hot path, travel as batches in a flat layout that
+//! both sides walk without allocating per job:
+//!
+//! ```text
+//! jobs:    [kind=2] ( [u64 job id] [u32 len] [len bytes: the job, postcard] )*
+//! results: [kind=3] ( [u64 job id] [u8 ok]  [u32 len] [len bytes: output or error] )*
+//! ```
+//!
+//! Several jobs may be in flight per worker and several jobs ride in one frame; a
+//! worker answers in the order it received its jobs.
+//!
+//! - [`frame`]: a frame's kinds, and reading frames off a channel;
+//! - [`control`]: the control messages each way, and the handshake's settings;
+//! - [`batch_writer`]: many jobs or results encoded into one frame;
+//! - [`batch_reader`]: walking a batch's entries in place.
+//!
+//! This folder knows bytes only: nothing here knows a master, a worker or a transport.
+
+mod batch_reader;
+mod batch_writer;
+mod control;
+mod frame;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+
+pub(crate) use batch_reader::{JobQueue, ResultsReader};
+pub(crate) use batch_writer::BatchWriter;
+pub(crate) use control::{
+    control_frame, decode_control, ReplyResult, Request, StatsRoll, ToMaster, ToWorker,
+    WorkerConfig,
+};
+pub(crate) use frame::{read_frame, Frame, FrameReader};
+
+/// Bumped whenever a frame or message changes shape.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Frames larger than this are refused unless the conductor sets another limit.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
+
+pub(crate) const KIND_CONTROL: u8 = 1;
+const KIND_JOBS: u8 = 2;
+pub(crate) const KIND_RESULTS: u8 = 3;
+
+/// What can go wrong with a frame: the peer broke the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("channel I/O failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Refuses, where it is sent, a message that the other side would refuse as too large.
+pub(crate) fn fits_in_frame(what: &str, len: usize, max_frame: usize) -> Result<(), crate::Error> {
+    if len > max_frame {
+        return Err(crate::Error::usage(format!(
+            "{what} of {len} bytes exceeds the frame limit of {max_frame} bytes"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! The worker: what job code sees, and the worker process's own loop.
+//!
+//! A worker process reads its role (see [`crate::role`]), then runs here until its
+//! master says stop:
+//!
+//! - [`api`]: [`Worker`] and [`JobWorker`], all that job code touches;
+//! - [`job_loop`]: the handshake, then jobs in and results out on the job thread;
+//! - [`shared`]: the process's state that every thread shares, and the small threads
+//!   beside job code (watchdog, stats timer, result flusher);
+//! - [`channel`]: who reads the master's channel, the job thread or the watchdog;
+//! - [`exit`]: exit codes, and the one way out of the process.
+//!
+//! Nothing here knows the master's internals or a transport: a worker talks frames
+//! ([`crate::wire`]) over one socket, whoever holds its other end.
+
+mod api;
+mod channel;
+pub(crate) mod exit;
+mod job_loop;
+mod shared;
+
+pub use api::{JobWorker, NamedWorker, Worker, CRASH_EXIT_CODE};
+pub(crate) use job_loop::run_worker;
+pub use job_loop::WorkerBoot;
