@@ -10,6 +10,11 @@ use futures_core::Stream;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::mpsc;
 
+use crate::boot::registry;
+use crate::boot::{
+    self,
+    env::{ENV_NATS_URL, ENV_RUN},
+};
 use crate::dispatch::DispatchSettings;
 use crate::error::Error;
 use crate::handle::{Command, ConductorHandle, Shared};
@@ -17,9 +22,7 @@ use crate::jobs::Jobs;
 use crate::journal::{self, Journal, KeyFn};
 use crate::lookup;
 use crate::master::{Backend, Settings};
-use crate::registry;
 use crate::report::Report;
-use crate::role;
 use crate::run_thread::{RunInput, RunThread};
 use crate::running::Running;
 use crate::wire::DEFAULT_MAX_FRAME_BYTES;
@@ -439,7 +442,7 @@ where
         ),
         Error,
     > {
-        role::ensure_master()?;
+        boot::ensure_master()?;
         if let Some(error) = self.setup_error {
             return Err(error);
         }
@@ -447,7 +450,7 @@ where
         registry::check_types::<J, O>(registration)?;
         let mut settings = self.settings;
         let url = self.nats_url.or_else(|| {
-            std::env::var(role::ENV_NATS_URL)
+            std::env::var(ENV_NATS_URL)
                 .ok()
                 .filter(|url| !url.is_empty())
         });
@@ -459,7 +462,7 @@ where
             }
             let run = self
                 .run_name
-                .or_else(|| std::env::var(role::ENV_RUN).ok())
+                .or_else(|| std::env::var(ENV_RUN).ok())
                 .unwrap_or_else(|| default_run_name(&settings.worker_type, &self.shared.id));
             settings.backend = Backend::Nats {
                 url,

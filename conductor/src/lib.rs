@@ -114,9 +114,9 @@ mod message;
 mod nats;
 mod process;
 mod progress;
-mod registry;
+
+mod boot;
 mod report;
-mod role;
 mod run_thread;
 mod running;
 mod signals;

@@ -3,8 +3,8 @@
 pub use ::anyhow;
 pub use ::inventory;
 
-pub use crate::registry::WorkerRegistration;
-pub use crate::role::TestEntry;
+pub use crate::boot::registry::WorkerRegistration;
+pub use crate::boot::TestEntry;
 
 /// Turns whatever a worker function returns into the job's result.
 pub trait JobReturn {
@@ -22,7 +22,7 @@ impl<O, E: Into<anyhow::Error>> JobReturn for Result<O, E> {
 /// Runs the registered worker and exits if this process is a worker; returns if it
 /// is the master. `#[conductor::main]` calls it first thing.
 pub fn dispatch_role() {
-    crate::role::dispatch_role();
+    crate::boot::dispatch_role();
 }
 
 /// Builds the master's multi-thread tokio runtime and runs `future` on it.
@@ -37,5 +37,5 @@ pub fn block_on_main<F: std::future::Future>(future: F) -> F::Output {
 /// The body of the test that [`crate::test_support!`] adds: a worker started by a
 /// test's conductor runs here and exits; in a normal test run it does nothing.
 pub fn test_worker_entry() {
-    crate::role::dispatch_role();
+    crate::boot::dispatch_role();
 }

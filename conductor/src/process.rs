@@ -4,7 +4,7 @@
 //! The worker's end of the pair is the only way in: no path, no port. It becomes the
 //! child's stdin, so it is inherited by that one child only (every other fd of ours is
 //! close-on-exec), and the worker moves it off stdin at once (see
-//! [`crate::role`]). On Linux the worker also asks the kernel to kill it when its
+//! [`crate::boot`]). On Linux the worker also asks the kernel to kill it when its
 //! parent dies (`PR_SET_PDEATHSIG`). That signal fires when the *thread* that started
 //! the child exits, so all spawns happen on one thread that lives as long as the
 //! process.
@@ -22,7 +22,8 @@ use std::sync::{mpsc, Mutex, OnceLock};
 
 use tokio::process::Child;
 
-use crate::role::{test_harness_args, ENV_CHANNEL_FD, ENV_MASTER_PID, ENV_WORKER_TYPE};
+use crate::boot::env::{ENV_CHANNEL_FD, ENV_MASTER_PID, ENV_WORKER_TYPE};
+use crate::boot::test_harness_args;
 
 /// A started worker process and the master's end of its channel, if it has one.
 pub(crate) struct Spawned {

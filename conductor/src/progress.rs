@@ -18,7 +18,7 @@ fn wanted(enabled: bool) -> bool {
             "0" | "off" | "no" | "false"
         )
     });
-    enabled && !switched_off && std::io::stderr().is_terminal() && !crate::role::in_test_binary()
+    enabled && !switched_off && std::io::stderr().is_terminal() && !crate::boot::in_test_binary()
 }
 
 /// Writes a line of a worker's output where the worker would have written it.

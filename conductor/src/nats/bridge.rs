@@ -209,7 +209,7 @@ async fn ask_to_join(
         protocol: PROTOCOL_VERSION,
         worker_type,
         worker_id,
-        registered: crate::registry::describe_all(),
+        registered: crate::boot::registry::describe_all(),
         host: hostname(),
         pid: std::process::id(),
     };

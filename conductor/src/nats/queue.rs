@@ -16,11 +16,11 @@ use super::{
     connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
     HEADER_MASTER, HEADER_WORKER, WORKERS_CONSUMER,
 };
+use crate::boot::env::{ENV_JOIN, ENV_NATS_URL, ENV_WORKER_ID};
 use crate::error::Error;
 use crate::handle::{Shared, WorkerLink};
 use crate::link::Closed;
 use crate::master::{route_frame, FromWorker, WorkerEvent};
-use crate::role::{ENV_JOIN, ENV_NATS_URL, ENV_WORKER_ID};
 use crate::transport::{FrameSink, Transport};
 use crate::wire::JobQueue;
 

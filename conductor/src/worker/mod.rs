@@ -1,6 +1,6 @@
 //! The worker: what job code sees, and the worker process's own loop.
 //!
-//! A worker process reads its role (see [`crate::role`]), then runs here until its
+//! A worker process reads its role (see [`crate::boot`]), then runs here until its
 //! master says stop:
 //!
 //! - [`api`]: [`Worker`] and [`JobWorker`], all that job code touches;

@@ -1,31 +1,27 @@
-//! Which role this process plays, read from the environment its master gave it.
+//! Boot: which role this process plays, read from the environment its master gave it.
 //!
 //! A master starts workers as copies of its own executable with a few `CONDUCTOR_*`
-//! variables set. The role dispatch reads them, removes them (so programs started by
-//! job code do not think they are workers too) and runs the registered worker.
+//! variables set ([`env`]). The role dispatch reads them, removes them (so programs
+//! started by job code do not think they are workers too) and runs the registered
+//! worker ([`registry`]); a test binary's workers enter through [`test_entry`].
+//!
+//! Must not import the master: a worker process never runs master code.
+
+pub(crate) mod env;
+pub(crate) mod registry;
+mod test_entry;
+
+use env::{
+    ENV_CHANNEL_FD, ENV_JOIN, ENV_MASTER_PID, ENV_NATS_URL, ENV_RUN, ENV_WORKER_ID, ENV_WORKER_TYPE,
+};
+pub use test_entry::TestEntry;
+pub(crate) use test_entry::{in_test_binary, test_harness_args};
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use crate::registry;
 use crate::worker::exit::EXIT_SETUP;
 use crate::worker::WorkerBoot;
-
-/// The worker type a worker process runs (the seed's `process.env.worker_type`).
-pub(crate) const ENV_WORKER_TYPE: &str = "CONDUCTOR_WORKER_TYPE";
-/// The inherited file descriptor of the worker's end of its private channel.
-pub(crate) const ENV_CHANNEL_FD: &str = "CONDUCTOR_CHANNEL_FD";
-/// The NATS server of the distributed mode: for a master, it switches the mode on;
-/// for a worker, it is where the run is.
-pub const ENV_NATS_URL: &str = "CONDUCTOR_NATS_URL";
-/// The name of a master's run in the distributed mode.
-pub const ENV_RUN: &str = "CONDUCTOR_RUN";
-/// Set to a run's name, makes this process a worker that joins that run.
-pub const ENV_JOIN: &str = "CONDUCTOR_JOIN";
-/// The id a master reserved for a worker process it started itself.
-pub(crate) const ENV_WORKER_ID: &str = "CONDUCTOR_WORKER_ID";
-/// The process id of the master that started this worker: the worker dies with it.
-pub(crate) const ENV_MASTER_PID: &str = "CONDUCTOR_MASTER_PID";
 
 /// Runs the worker and exits when this process was started as one; returns otherwise.
 pub(crate) fn dispatch_role() {
@@ -208,35 +204,4 @@ pub(crate) fn ensure_master() -> Result<(), crate::Error> {
         ));
     }
     Ok(())
-}
-
-/// A test binary's worker entry, registered by [`crate::test_support!`].
-#[doc(hidden)]
-pub struct TestEntry {
-    pub module_path: &'static str,
-}
-
-inventory::collect!(TestEntry);
-
-/// Whether this is a test binary with [`crate::test_support!`] (no progress bar there:
-/// libtest does not capture what is drawn on the terminal).
-pub(crate) fn in_test_binary() -> bool {
-    inventory::iter::<TestEntry>.into_iter().next().is_some()
-}
-
-/// The arguments that make a test binary run only its worker entry, or `None` in a
-/// normal program.
-pub(crate) fn test_harness_args() -> Option<Vec<String>> {
-    let entry = inventory::iter::<TestEntry>.into_iter().next()?;
-    // libtest names tests by their path without the crate name.
-    let path = match entry.module_path.split_once("::") {
-        Some((_, rest)) => format!("{rest}::__conductor_worker_entry"),
-        None => "__conductor_worker_entry".to_string(),
-    };
-    Some(vec![
-        path,
-        "--exact".into(),
-        "--nocapture".into(),
-        "--test-threads=1".into(),
-    ])
 }
