@@ -15,16 +15,14 @@ use crate::boot::{
     self,
     env::{ENV_NATS_URL, ENV_RUN},
 };
-use crate::dispatch::DispatchSettings;
 use crate::error::Error;
 use crate::handle::{Command, ConductorHandle, Shared};
 use crate::jobs::Jobs;
-use crate::journal::{self, Journal, KeyFn};
 use crate::lookup;
-use crate::master::{Backend, Settings};
+use crate::master::{default_key, Journal, KeyFn, RunInput, RunThread};
 use crate::report::Report;
-use crate::run_thread::{RunInput, RunThread};
 use crate::running::Running;
+use crate::settings::{Backend, DispatchSettings, Settings};
 use crate::wire::DEFAULT_MAX_FRAME_BYTES;
 use crate::worker::NamedWorker;
 
@@ -472,7 +470,7 @@ where
         }
         let journal = match self.journal {
             Some(path) => {
-                let key = self.job_key.unwrap_or_else(journal::default_key);
+                let key = self.job_key.unwrap_or_else(default_key);
                 Some(Journal::open(&path, key).map_err(|e| Error::journal(&path, e))?)
             }
             None => None,

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::lookup::{self, LookupStore};
 use crate::message::decode_reply;
 use crate::stats::StatsReport;
+use crate::transport::link::WorkerLink;
 use crate::wire::{control_frame, fits_in_frame, ReplyResult, ToWorker};
 
 /// A cloneable handle on a conductor, usable before, during and after its run.
@@ -29,9 +30,6 @@ pub(crate) enum Command {
     Abort,
     Shutdown,
 }
-
-/// The sending side of one worker's channel.
-pub(crate) type WorkerLink = Arc<dyn crate::transport::FrameSink>;
 
 type ReplySender = oneshot::Sender<ReplyResult>;
 

@@ -97,29 +97,18 @@
 //!
 //! Unix only (Linux and macOS): workers are joined to their master by a socket pair.
 
+mod boot;
 mod conductor;
-mod dispatch;
 mod error;
+mod event;
 mod handle;
 mod jobs;
-mod journal;
-mod lane;
-mod ledger;
-mod link;
 mod lookup;
 mod master;
-
 mod message;
-#[cfg(feature = "nats")]
-mod nats;
-mod process;
-mod progress;
-
-mod boot;
 mod report;
-mod run_thread;
 mod running;
-mod signals;
+mod settings;
 pub mod stats;
 mod transport;
 mod wire;
@@ -131,12 +120,13 @@ pub mod __private;
 
 pub use crate::conductor::Conductor;
 pub use crate::error::Error;
+pub use crate::event::{Event, WorkerCrash, WorkerExit};
 pub use crate::handle::ConductorHandle;
 pub use crate::jobs::Jobs;
 pub use crate::message::Message;
+pub use crate::report::Interrupt;
 pub use crate::report::{JobFailure, JobOutput, Report};
-pub use crate::running::{Event, Running, WorkerCrash, WorkerExit};
-pub use crate::signals::Interrupt;
+pub use crate::running::Running;
 pub use crate::stats::StatsReport;
 pub use crate::worker::{JobWorker, NamedWorker, Worker, CRASH_EXIT_CODE};
 pub use conductor_macros::{main, worker};

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use crate::jobs::Jobs;
-use crate::signals::Interrupt;
 
 /// A job that finished: its output, sent back by the worker that ran it.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,5 +143,46 @@ impl<J> Report<J> {
     /// Worker processes that crashed, were killed or exited unexpectedly.
     pub fn worker_crashes(&self) -> u64 {
         self.worker_crashes
+    }
+}
+
+/// A signal the master was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Interrupt {
+    /// SIGINT: Ctrl-C on a terminal.
+    CtrlC,
+    /// SIGTERM: a service manager or `kill` asked the program to stop.
+    Terminate,
+    /// [`crate::ConductorHandle::shutdown`] was called.
+    Shutdown,
+}
+
+impl Interrupt {
+    /// The exit code shells use for a program ended by this signal (128 + its number);
+    /// 130 for a shutdown asked in code, like Ctrl-C.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Interrupt::CtrlC | Interrupt::Shutdown => 128 + libc::SIGINT,
+            Interrupt::Terminate => 128 + libc::SIGTERM,
+        }
+    }
+
+    pub(crate) fn from_signal(signal: libc::c_int) -> Self {
+        if signal == libc::SIGTERM {
+            Interrupt::Terminate
+        } else {
+            Interrupt::CtrlC
+        }
+    }
+}
+
+impl std::fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Interrupt::CtrlC => "Ctrl-C",
+            Interrupt::Terminate => "SIGTERM",
+            Interrupt::Shutdown => "shutdown",
+        })
     }
 }

@@ -86,34 +86,22 @@ fn join_run(run: &str) -> ! {
         eprintln!("conductor: {ENV_JOIN}={run} needs {ENV_NATS_URL}, the NATS server of the run");
         std::process::exit(EXIT_SETUP);
     };
-    #[cfg(feature = "nats")]
-    {
-        let joined = match crate::nats::bridge::join(&url, run, worker_type, worker_id) {
-            Ok(joined) => joined,
-            Err(reason) => {
-                eprintln!("conductor: cannot join run `{run}`: {reason}");
-                std::process::exit(EXIT_SETUP);
-            }
-        };
-        let registration = match registry::find(&joined.worker_type) {
-            Ok(registration) => registration,
-            Err(e) => refuse(joined.channel, &e.to_string()),
-        };
-        let code = (registration.run)(WorkerBoot {
-            channel: joined.channel,
-            worker_type: joined.worker_type,
-        });
-        crate::worker::exit::exit_worker(code);
-    }
-    #[cfg(not(feature = "nats"))]
-    {
-        let _ = (url, worker_type, worker_id);
-        eprintln!(
-            "conductor: cannot join run `{run}`: this program was built without conductor's \
-             `nats` feature"
-        );
-        std::process::exit(EXIT_SETUP);
-    }
+    let joined = match crate::transport::join(&url, run, worker_type, worker_id) {
+        Ok(joined) => joined,
+        Err(reason) => {
+            eprintln!("conductor: cannot join run `{run}`: {reason}");
+            std::process::exit(EXIT_SETUP);
+        }
+    };
+    let registration = match registry::find(&joined.worker_type) {
+        Ok(registration) => registration,
+        Err(e) => refuse(joined.channel, &e.to_string()),
+    };
+    let code = (registration.run)(WorkerBoot {
+        channel: joined.channel,
+        worker_type: joined.worker_type,
+    });
+    crate::worker::exit::exit_worker(code);
 }
 
 /// Has the kernel kill this worker when the master that started it dies; exits now if

@@ -16,9 +16,7 @@ use bytes::Bytes;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::Notify;
 
-/// The link is closed: the worker's channel failed or the worker is gone.
-#[derive(Debug)]
-pub(crate) struct Closed;
+use crate::transport::link::{Closed, FrameSink};
 
 pub(crate) struct Link {
     socket: Socket,
@@ -238,7 +236,7 @@ fn wait_for(socket: &impl AsFd, events: libc::c_short) -> io::Result<()> {
     }
 }
 
-impl crate::transport::FrameSink for Link {
+impl FrameSink for Link {
     fn send(&self, frame: Bytes) -> Result<(), Closed> {
         Link::send(self, frame)
     }

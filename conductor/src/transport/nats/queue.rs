@@ -1,7 +1,7 @@
 //! The master's side of the NATS mode: the run's streams, the job publisher, and the
 //! tasks that turn what workers publish into the run loop's worker events.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,37 +9,32 @@ use async_nats::jetstream::{self, consumer, stream};
 use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 
+use super::link::NatsLink;
 use super::{
     connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
     HEADER_MASTER, HEADER_WORKER, WORKERS_CONSUMER,
 };
 use crate::boot::env::{ENV_JOIN, ENV_NATS_URL, ENV_WORKER_ID};
-use crate::error::Error;
-use crate::handle::{Shared, WorkerLink};
-use crate::link::Closed;
-use crate::master::{route_frame, FromWorker, WorkerEvent};
-use crate::transport::{FrameSink, Transport};
+use crate::error::{Error, Kind};
+use crate::handle::Shared;
+use crate::transport::join::{Admission, Joining};
+use crate::transport::link::WorkerLink;
+use crate::transport::process::{self, watch_exit};
+use crate::transport::route::route_frame;
+use crate::transport::worker_event::{FromWorker, WorkerEvent};
+use crate::transport::{Context, Feed, Pending, StartedWorker, Transport, WorkerSpec};
 use crate::wire::JobQueue;
 
+/// How long the master waits for the last frames of a worker process of its own
+/// after it exited: they travel the server, apart from the exit.
+const LAST_FRAMES_WAIT: Duration = Duration::from_millis(300);
 /// How long the master waits after a failed publish or subscription before retrying.
 const RETRY: Duration = Duration::from_millis(500);
 /// Results kept by the server per run: far more than any run needs, but bounded.
 const RESULTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// What the run needs to set up its queue.
-pub(crate) struct QueueSettings {
-    pub url: String,
-    pub run: String,
-    pub max_attempts: u32,
-    pub ack_wait: Duration,
-    /// Jobs each worker holds at once.
-    pub worker_window: usize,
-    /// Jobs published and not yet answered, at most.
-    pub queue_window: usize,
-}
 
 /// A run's JetStream queue, as the master's [`Transport`].
 pub(crate) struct NatsTransport {
@@ -48,7 +43,6 @@ pub(crate) struct NatsTransport {
     client: Client,
     jetstream: jetstream::Context,
     publish: mpsc::UnboundedSender<Bytes>,
-    queue_window: usize,
     /// Results the run had stored when this master started.
     stored_results: u64,
     /// The sequence of the last results message handed to the run loop.
@@ -57,27 +51,25 @@ pub(crate) struct NatsTransport {
     master_id: String,
     /// Makes the join tokens of local workers unguessable from outside.
     secret: u64,
-    /// What a joining worker is told.
-    pub(crate) worker_window: usize,
-    pub(crate) ack_wait: Duration,
-    pub(crate) max_attempts: u32,
+    context: Context,
 }
 
 impl NatsTransport {
     /// Connects, creates (or finds) the run's streams and starts listening.
     pub async fn start(
-        settings: QueueSettings,
-        shared: Arc<Shared>,
-        to_master: mpsc::UnboundedSender<FromWorker>,
+        url: &str,
+        run: &str,
+        ack_wait: Duration,
+        context: Context,
     ) -> Result<NatsTransport, Error> {
-        let names = RunNames::new(&settings.run)?;
-        let client = connect(&settings.url).await.map_err(Error::transport)?;
+        let names = RunNames::new(run)?;
+        let client = connect(url).await.map_err(Error::transport)?;
         let jetstream = super::jetstream_context(client.clone());
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             Error::transport(format!(
                 "run `{}` on {}: cannot {what}: {e}",
                 names.run(),
-                settings.url
+                url
             ))
         };
         // One master per run: two would both hand out and settle its jobs.
@@ -100,11 +92,11 @@ impl NatsTransport {
                 consumer::pull::Config {
                     durable_name: Some(WORKERS_CONSUMER.to_string()),
                     ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait: settings.ack_wait,
+                    ack_wait,
                     // No limit: the worker that gets a job past its attempts reports the
                     // failure, and if that report is lost the job simply comes again.
                     max_deliver: -1,
-                    max_ack_pending: (settings.queue_window as i64).max(1024),
+                    max_ack_pending: (context.queue_window as i64).max(1024),
                     ..Default::default()
                 },
             )
@@ -126,7 +118,8 @@ impl NatsTransport {
         // Results stored before this master started: a resumed run reads them first.
         let stored_results = results.cached_info().state.messages;
 
-        let master_id = shared.id.clone();
+        let master_id = context.shared.id.clone();
+        let secret = secret();
         let (publish, jobs_rx) = mpsc::unbounded_channel();
         let results_read = Arc::new(AtomicU64::new(0));
         let control = client
@@ -148,40 +141,108 @@ impl NatsTransport {
                 names.results_stream(),
                 stored_results,
                 results_read.clone(),
-                to_master.clone(),
+                context.inbox.clone(),
             )),
             tokio::spawn(read_control(
                 control,
                 client.clone(),
                 names.clone(),
                 master_id.clone(),
-                shared,
-                to_master.clone(),
+                context.shared.clone(),
+                context.inbox.clone(),
             )),
-            tokio::spawn(answer_joins(joins, client.clone(), to_master)),
+            tokio::spawn(answer_joins(
+                joins,
+                client.clone(),
+                context.inbox.clone(),
+                JoinTerms {
+                    secret,
+                    window: context.worker_window as u32,
+                    ack_wait_ms: ack_wait.as_millis() as u64,
+                    max_attempts: context.max_attempts,
+                },
+            )),
             tokio::spawn(hold_run(owner, client.clone())),
         ];
         Ok(NatsTransport {
             names,
             master_id,
-            secret: secret(),
-            url: settings.url,
+            secret,
+            url: url.to_string(),
             client,
             jetstream,
             publish,
-            queue_window: settings.queue_window,
             stored_results,
             results_read,
             tasks,
-            worker_window: settings.worker_window,
-            ack_wait,
-            max_attempts: settings.max_attempts,
+            context,
         })
     }
 
-    /// Removes the run's streams (and with them its consumer): called when every job
-    /// is accounted for. A run that stopped early keeps them, to be resumed.
-    pub async fn remove_run(&self) -> Result<(), Error> {
+    /// Starts a worker process of ours that joins the run through the server, as a
+    /// worker from elsewhere would, with the id reserved for it and the token that
+    /// proves it.
+    async fn start_process(&self, spec: WorkerSpec) -> Result<StartedWorker, Error> {
+        let worker_id = spec.worker_id;
+        let mut env = spec.env;
+        env.extend([
+            (ENV_NATS_URL.to_string(), self.url.clone()),
+            (ENV_JOIN.to_string(), self.names.run().to_string()),
+            (
+                ENV_WORKER_ID.to_string(),
+                format!("{worker_id}.{}", join_token(self.secret, worker_id)),
+            ),
+        ]);
+        let spawned = process::spawn_worker(&spec.worker_type, &env, spec.output.as_ref(), false)
+            .await
+            .map_err(|e| Error::new(Kind::Spawn(e)))?;
+        let kill = Arc::new(Notify::new());
+        tokio::spawn(watch_exit(
+            worker_id,
+            spawned.child,
+            // Its last frames (a crash reason) travel the server: give them a moment.
+            tokio::time::sleep(LAST_FRAMES_WAIT),
+            kill.clone(),
+            self.context.inbox.clone(),
+        ));
+        Ok(StartedWorker {
+            link: self.link(worker_id),
+            feed: Feed::RunQueue,
+            lane: None,
+            kill,
+        })
+    }
+
+    /// The link to worker `worker_id` of this master.
+    fn link(&self, worker_id: u64) -> WorkerLink {
+        NatsLink::start(
+            self.client.clone(),
+            self.names.worker_subject(&self.master_id, worker_id),
+        )
+    }
+
+    /// Ends the run: once every job is accounted for, tells every worker of the run
+    /// and removes its streams; a run that stopped early keeps them, to be resumed.
+    async fn close_run(&self, complete: bool) {
+        if complete {
+            self.end_run().await;
+            if let Err(e) = self.remove_run().await {
+                if self.context.logging {
+                    tracing::warn!(conductor = %self.master_id, "{e}");
+                }
+            }
+        } else if self.context.logging {
+            tracing::info!(
+                conductor = %self.master_id,
+                run = self.names.run(),
+                "run stopped early: its streams are kept, to be resumed"
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
+    }
+
+    /// Removes the run's streams (and with them its consumer).
+    async fn remove_run(&self) -> Result<(), Error> {
         for name in [self.names.jobs_stream(), self.names.results_stream()] {
             if let Err(e) = self.jetstream.delete_stream(&name).await {
                 return Err(Error::transport(format!(
@@ -194,7 +255,7 @@ impl NatsTransport {
 
     /// Tells every worker of the run, joined to this master or an earlier one, that
     /// the run is over.
-    pub async fn end_run(&self) {
+    async fn end_run(&self) {
         let stop = crate::wire::control_frame(&crate::wire::ToWorker::Stop);
         let _ = self
             .client
@@ -203,7 +264,7 @@ impl NatsTransport {
     }
 
     /// The sequence of the last results message stored now, if the server says.
-    pub async fn results_stored(&self) -> Option<u64> {
+    async fn last_stored_results(&self) -> Option<u64> {
         let mut stream = self
             .jetstream
             .get_stream(self.names.results_stream())
@@ -212,41 +273,21 @@ impl NatsTransport {
         Some(stream.info().await.ok()?.state.last_sequence)
     }
 
-    /// The sequence of the last results message handed to the run loop.
-    pub fn results_read(&self) -> u64 {
-        self.results_read.load(Ordering::SeqCst)
-    }
-
-    /// The token a worker this master started shows when it joins with its reserved
-    /// id, so that no one else can take that id.
-    pub fn join_token(&self, worker_id: u64) -> u64 {
-        (self.secret ^ worker_id).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    }
-
     /// The largest message the server takes, less room for headers: the frame limit
     /// of a run in this mode.
-    pub fn max_frame(&self) -> usize {
+    fn max_frame(&self) -> usize {
         self.client
             .server_info()
             .max_payload
             .saturating_sub(4096)
             .max(1024)
     }
+}
 
-    /// Waits until everything published has left for the server.
-    pub async fn flush(&self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
-    }
-
-    pub fn run(&self) -> &str {
-        self.names.run()
-    }
-
-    /// Whether this master resumes a run that has stored results already; it reads
-    /// them (a [`WorkerEvent::CaughtUp`] follows) before it takes jobs.
-    pub fn replaying(&self) -> bool {
-        self.stored_results > 0
-    }
+/// The token a worker this master started shows when it joins with its reserved id,
+/// so that no one else can take that id.
+fn join_token(secret: u64, worker_id: u64) -> u64 {
+    (secret ^ worker_id).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl Drop for NatsTransport {
@@ -258,77 +299,40 @@ impl Drop for NatsTransport {
 }
 
 impl Transport for NatsTransport {
-    fn is_queue(&self) -> bool {
-        true
+    fn start_worker(&self, spec: WorkerSpec) -> Pending<'_, Result<StartedWorker, Error>> {
+        Box::pin(self.start_process(spec))
     }
 
-    fn private_channel(&self) -> bool {
-        false
+    fn link_to_joined(&self, worker_id: u64) -> Option<WorkerLink> {
+        Some(self.link(worker_id))
     }
 
-    fn worker_env(&self, worker_id: u64) -> Vec<(String, String)> {
-        vec![
-            (ENV_NATS_URL.to_string(), self.url.clone()),
-            (ENV_JOIN.to_string(), self.names.run().to_string()),
-            (
-                ENV_WORKER_ID.to_string(),
-                format!("{worker_id}.{}", self.join_token(worker_id)),
-            ),
-        ]
-    }
-
-    fn link_for(&self, worker_id: u64) -> Option<WorkerLink> {
-        Some(NatsLink::start(
-            self.client.clone(),
-            self.names.worker_subject(&self.master_id, worker_id),
-        ))
-    }
-
-    fn enqueue(&self, jobs: Bytes) {
+    fn hand_out(&self, jobs: Bytes) {
         let _ = self.publish.send(jobs);
     }
 
     fn queue_window(&self) -> usize {
-        self.queue_window
-    }
-}
-
-/// Frames for one worker, published in order on its subject.
-pub(crate) struct NatsLink {
-    frames: mpsc::UnboundedSender<Bytes>,
-    closed: AtomicBool,
-}
-
-impl NatsLink {
-    pub fn start(client: Client, subject: String) -> WorkerLink {
-        let (frames, mut rx) = mpsc::unbounded_channel::<Bytes>();
-        tokio::spawn(async move {
-            while let Some(body) = rx.recv().await {
-                // While the server is away the client holds what is published.
-                if let Err(e) = client.publish(subject.clone(), body).await {
-                    tracing::warn!(%subject, "a frame for a worker was lost: {e}");
-                }
-            }
-        });
-        Arc::new(NatsLink {
-            frames,
-            closed: AtomicBool::new(false),
-        })
-    }
-}
-
-impl FrameSink for NatsLink {
-    fn send(&self, mut frame: Bytes) -> Result<(), Closed> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(Closed);
-        }
-        // Messages have their own length: only the frame's body travels.
-        let body = frame.split_off(4.min(frame.len()));
-        self.frames.send(body).map_err(|_| Closed)
+        self.context.queue_window
     }
 
-    fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
+    fn frame_limit(&self) -> usize {
+        self.max_frame()
+    }
+
+    fn resumes_results(&self) -> bool {
+        self.stored_results > 0
+    }
+
+    fn results_stored(&self) -> Pending<'_, Option<u64>> {
+        Box::pin(self.last_stored_results())
+    }
+
+    fn results_read(&self) -> u64 {
+        self.results_read.load(Ordering::SeqCst)
+    }
+
+    fn close(&self, complete: bool) -> Pending<'_, ()> {
+        Box::pin(self.close_run(complete))
     }
 }
 
@@ -599,37 +603,77 @@ async fn hold_run(mut owner: async_nats::Subscriber, client: Client) {
     }
 }
 
-/// Answers workers that ask to join: the run loop decides, this task only carries
-/// the question and the answer.
+/// What a worker that joins is told besides its handshake, and the secret behind the
+/// tokens of the workers this master started.
+struct JoinTerms {
+    secret: u64,
+    window: u32,
+    ack_wait_ms: u64,
+    max_attempts: u32,
+}
+
+/// Answers workers that ask to join: the run loop decides, this task carries the
+/// question and the answer, and checks the token of a worker that claims an id the
+/// master reserved for a process of its own.
 async fn answer_joins(
     mut joins: async_nats::Subscriber,
     client: Client,
     to_master: mpsc::UnboundedSender<FromWorker>,
+    terms: JoinTerms,
 ) {
     while let Some(message) = joins.next().await {
         let Some(reply_to) = message.reply.clone() else {
             continue;
         };
-        let answer = match postcard::from_bytes::<JoinRequest>(&message.payload) {
-            Ok(request) => {
-                let (reply, answer) = oneshot::channel();
-                let _ = to_master.send(FromWorker {
-                    worker_id: 0,
-                    event: WorkerEvent::Join { request, reply },
-                });
-                match tokio::time::timeout(Duration::from_secs(5), answer).await {
-                    Ok(Ok(answer)) => answer,
-                    _ => JoinReply::Refused {
-                        reason: "the master is shutting down".into(),
-                    },
-                }
-            }
-            Err(e) => JoinReply::Refused {
-                reason: format!("malformed join request: {e}"),
+        let decided = match postcard::from_bytes::<JoinRequest>(&message.payload) {
+            Ok(request) => ask_master(&to_master, request, terms.secret).await,
+            Err(e) => Err(format!("malformed join request: {e}")),
+        };
+        let answer = match decided {
+            Ok(Admission { config, max_jobs }) => JoinReply::Accepted {
+                config,
+                window: terms.window,
+                ack_wait_ms: terms.ack_wait_ms,
+                max_attempts: terms.max_attempts,
+                max_jobs,
             },
+            Err(reason) => JoinReply::Refused { reason },
         };
         if let Ok(bytes) = postcard::to_allocvec(&answer) {
             let _ = client.publish(reply_to, bytes.into()).await;
         }
+    }
+}
+
+/// Hands a join request to the run loop and waits (boundedly) for its decision.
+async fn ask_master(
+    to_master: &mpsc::UnboundedSender<FromWorker>,
+    request: JoinRequest,
+    secret: u64,
+) -> Result<Admission, String> {
+    let reserved_id = match request.worker_id {
+        Some((id, token)) if token == join_token(secret, id) => Some(id),
+        Some((id, _)) => return Err(format!("worker {id} is not expected")),
+        None => None,
+    };
+    let joining = Joining {
+        protocol: request.protocol,
+        worker_type: request.worker_type,
+        reserved_id,
+        registered: request.registered,
+        host: request.host,
+        pid: request.pid,
+    };
+    let (answer, decision) = oneshot::channel();
+    let _ = to_master.send(FromWorker {
+        worker_id: 0,
+        event: WorkerEvent::Join {
+            request: joining,
+            answer,
+        },
+    });
+    match tokio::time::timeout(Duration::from_secs(5), decision).await {
+        Ok(Ok(decision)) => decision,
+        _ => Err("the master is shutting down".into()),
     }
 }

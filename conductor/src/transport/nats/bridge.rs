@@ -25,6 +25,7 @@ use super::{
     connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
     HEADER_MASTER, HEADER_WORKER, HEARTBEAT, WORKERS_CONSUMER,
 };
+use crate::transport::Joined;
 use crate::wire::{
     control_frame, decode_control, BatchWriter, FrameReader, Request, ToMaster, ToWorker,
     KIND_CONTROL, PROTOCOL_VERSION,
@@ -37,12 +38,6 @@ const RETRY: Duration = Duration::from_millis(500);
 const REASK: Duration = Duration::from_secs(3);
 /// How long a worker started before its master waits for it.
 const MASTER_WAIT: Duration = Duration::from_secs(30);
-
-/// A worker that joined a run: its end of the socketpair, and what it runs.
-pub(crate) struct Joined {
-    pub channel: UnixStream,
-    pub worker_type: String,
-}
 
 /// Connects, asks the run's master to join, and starts the bridge on its own thread.
 /// An error is the reason the worker cannot join, for the operator.

@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use crate::settings::DispatchSettings;
+
 /// How much work, by time, each worker should have queued.
 pub(crate) const TARGET_QUEUED_WORK: Duration = Duration::from_millis(2);
 /// The most jobs in flight per worker, whatever the estimate.
@@ -19,15 +21,6 @@ pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
 pub(crate) const TARGET_STAGED_WORK: Duration = Duration::from_millis(8);
 /// The most jobs a worker's lane holds staged with a fixed window.
 pub(crate) const MAX_STAGED: usize = 256;
-
-/// The user's overrides, for the rare workload the estimate serves badly.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct DispatchSettings {
-    /// Fixed number of jobs in flight per worker.
-    pub prefetch: Option<usize>,
-    /// Fixed most jobs per frame.
-    pub batch: Option<usize>,
-}
 
 /// One worker's window.
 #[derive(Clone)]

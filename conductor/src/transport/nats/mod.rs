@@ -17,9 +17,18 @@
 //! A job is acked only after the results frame holding its answer is stored in the
 //! results stream, so an answer is never lost and a job never silently vanishes; the
 //! master settles each job id once, so a job run twice is still counted once.
+//!
+//! - [`queue`]: the master's side, the [`NatsTransport`]: the run's streams, the job
+//!   publisher, and the tasks that turn what workers publish into worker events;
+//! - [`link`]: the master's frames for one worker, on that worker's subject;
+//! - [`bridge`]: the worker's side, between the run's streams and the ordinary worker
+//!   loop.
 
 pub(crate) mod bridge;
-pub(crate) mod queue;
+mod link;
+mod queue;
+
+pub(crate) use queue::NatsTransport;
 
 use std::time::Duration;
 

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::handle::WorkerLink;
+use super::link::WorkerLink;
 use crate::wire::ResultsReader;
 
 /// The most bytes of jobs a lane stages, however short the jobs.
@@ -187,8 +187,7 @@ impl Lane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::Closed;
-    use crate::transport::FrameSink;
+    use crate::transport::link::{Closed, FrameSink};
     use crate::wire::BatchWriter;
 
     /// Records what the lane sends.

@@ -13,14 +13,18 @@
 //! with `posix_spawn` (a vfork), not a fork that copies the master's page tables:
 //! a worker starts ~0.5 ms sooner.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
-use std::sync::{mpsc, Mutex, OnceLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use tokio::process::Child;
+use tokio::sync::{mpsc as async_mpsc, Notify};
+
+use super::worker_event::{FromWorker, WorkerEvent};
 
 use crate::boot::env::{ENV_CHANNEL_FD, ENV_MASTER_PID, ENV_WORKER_TYPE};
 use crate::boot::test_harness_args;
@@ -37,14 +41,19 @@ struct SpawnRequest {
     reply: tokio::sync::oneshot::Sender<io::Result<Child>>,
 }
 
-/// Starts one worker process of `worker_type` with extra environment `env`. With
-/// `capture_output` its stdout and stderr are pipes for the master to forward (so
-/// they do not tear a progress bar); otherwise they are the master's. Without
-/// `private_channel` the worker finds its master through `env` (the NATS mode).
+/// Where a worker's output lines go when the master does not let it write to its own
+/// stdout and stderr (a progress bar is drawn there): the line, and whether it came
+/// from stderr.
+pub(crate) type OutputSink = Arc<dyn Fn(&[u8], bool) + Send + Sync>;
+
+/// Starts one worker process of `worker_type` with extra environment `env`. With an
+/// `output` sink its stdout and stderr are pipes whose lines go there (so they do not
+/// tear a progress bar); otherwise they are the master's. Without `private_channel`
+/// the worker finds its master through `env` (a transport that joins workers).
 pub(crate) async fn spawn_worker(
     worker_type: &str,
     env: &[(String, String)],
-    capture_output: bool,
+    output: Option<&OutputSink>,
     private_channel: bool,
 ) -> io::Result<Spawned> {
     let (master_end, worker_end) = match private_channel {
@@ -91,7 +100,7 @@ pub(crate) async fn spawn_worker(
             command.stdin(Stdio::null());
         }
     }
-    if capture_output {
+    if output.is_some() {
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -105,9 +114,17 @@ pub(crate) async fn spawn_worker(
         .unwrap_or_else(|p| p.into_inner())
         .send(request)
         .map_err(|_| io::Error::other("the spawner thread is gone"))?;
-    let child = answer
+    let mut child = answer
         .await
         .map_err(|_| io::Error::other("the spawner thread dropped a request"))??;
+    if let Some(output) = output {
+        if let Some(stdout) = child.stdout.take() {
+            tokio::spawn(forward_output(stdout, output.clone(), false));
+        }
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(forward_output(stderr, output.clone(), true));
+        }
+    }
     let channel = match master_end {
         Some(master_end) => {
             master_end.set_nonblocking(true)?;
@@ -174,4 +191,45 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
             .expect("conductor cannot start its spawner thread");
         Mutex::new(tx)
     })
+}
+
+/// Waits for a worker process to end (or kills it when `kill` is notified), then for
+/// `last_frames` (what it sent before it exited must reach the run loop first), then
+/// reports the exit.
+pub(crate) async fn watch_exit(
+    worker_id: u64,
+    mut child: Child,
+    last_frames: impl Future<Output = ()>,
+    kill: Arc<Notify>,
+    to_master: async_mpsc::UnboundedSender<FromWorker>,
+) {
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = kill.notified() => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
+    last_frames.await;
+    let _ = to_master.send(FromWorker {
+        worker_id,
+        event: WorkerEvent::Exited(status),
+    });
+}
+
+/// Forwards a worker's output to `sink`, line by line.
+async fn forward_output<R>(output: R, sink: OutputSink, to_stderr: bool)
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncBufReadExt;
+    let mut output = tokio::io::BufReader::new(output);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match output.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => sink(&line, to_stderr),
+        }
+    }
 }

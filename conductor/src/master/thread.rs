@@ -13,12 +13,13 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
+use crate::event::Event;
 use crate::handle::Command;
 use crate::jobs::Jobs;
-use crate::journal::Journal;
-use crate::master::{Master, Settings};
+use crate::master::Journal;
+use crate::master::Master;
 use crate::report::Report;
-use crate::running::Event;
+use crate::settings::Settings;
 
 /// What a run needs, moved onto its thread.
 pub(crate) struct RunInput<J, O> {

@@ -11,6 +11,8 @@ use std::io;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::Mutex;
 
+use crate::report::Interrupt;
+
 /// Signals caught since the process started.
 static CAUGHT: AtomicU32 = AtomicU32::new(0);
 /// The last signal caught.
@@ -27,47 +29,6 @@ struct Installed {
 
 // SAFETY: `sigaction` is plain old data; it is only moved between threads under the lock.
 unsafe impl Send for Installed {}
-
-/// A signal the master was sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Interrupt {
-    /// SIGINT: Ctrl-C on a terminal.
-    CtrlC,
-    /// SIGTERM: a service manager or `kill` asked the program to stop.
-    Terminate,
-    /// [`crate::ConductorHandle::shutdown`] was called.
-    Shutdown,
-}
-
-impl Interrupt {
-    /// The exit code shells use for a program ended by this signal (128 + its number);
-    /// 130 for a shutdown asked in code, like Ctrl-C.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Interrupt::CtrlC | Interrupt::Shutdown => 128 + libc::SIGINT,
-            Interrupt::Terminate => 128 + libc::SIGTERM,
-        }
-    }
-
-    fn from_signal(signal: libc::c_int) -> Self {
-        if signal == libc::SIGTERM {
-            Interrupt::Terminate
-        } else {
-            Interrupt::CtrlC
-        }
-    }
-}
-
-impl std::fmt::Display for Interrupt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Interrupt::CtrlC => "Ctrl-C",
-            Interrupt::Terminate => "SIGTERM",
-            Interrupt::Shutdown => "shutdown",
-        })
-    }
-}
 
 extern "C" fn on_signal(signal: libc::c_int) {
     LAST.store(signal, Ordering::Relaxed);

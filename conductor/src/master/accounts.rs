@@ -1,0 +1,41 @@
+//! The run's books: the ledger, the failures so far, the journal of a resumable run,
+//! and what an earlier master of the run settled before this one took over.
+
+use std::collections::HashMap;
+
+use super::ledger::Ledger;
+use super::Journal;
+use crate::report::JobFailure;
+
+pub(super) struct Accounts<J> {
+    pub ledger: Ledger<J>,
+    /// Every job that failed for good, for the report.
+    pub failures: Vec<JobFailure<J>>,
+    pub journal: Option<Journal<J>>,
+    /// Jobs a resumed run finished before this master read them from its source:
+    /// `None` if they completed, the error if they failed.
+    pub settled_before: HashMap<u64, Option<String>>,
+    /// Jobs passed over because an earlier master of this run finished them.
+    pub resumed: u64,
+    /// A resumed run reads what it already finished before it takes jobs from the
+    /// source (until its transport says `CaughtUp`).
+    pub catching_up: bool,
+}
+
+impl<J> Accounts<J> {
+    pub fn new(max_attempts: u32, journal: Option<Journal<J>>, catching_up: bool) -> Self {
+        Accounts {
+            ledger: Ledger::new(max_attempts),
+            failures: Vec::new(),
+            journal,
+            settled_before: HashMap::new(),
+            resumed: 0,
+            catching_up,
+        }
+    }
+
+    /// Jobs of the source not run because an earlier run finished them.
+    pub fn skipped(&self) -> u64 {
+        self.journal.as_ref().map_or(0, Journal::skipped) + self.resumed
+    }
+}

@@ -1,0 +1,124 @@
+//! From the ledger out: batches of ready jobs to workers with room in their window,
+//! taking turns so a short queue is shared out fairly, or to the run queue.
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::pacer::MAX_BATCH_BYTES;
+use crate::master::{Master, RUN_QUEUE};
+use crate::wire::BatchWriter;
+
+impl<J, O> Master<J, O>
+where
+    J: Serialize + Clone + Send + 'static,
+    O: DeserializeOwned + Send + 'static,
+{
+    /// Hands ready jobs to the run queue, if there is one, then to workers fed their
+    /// own jobs that have room in their window; then stages jobs in their lanes.
+    pub(in crate::master) fn dispatch(&mut self) {
+        if self.accounts.ledger.ready() > 0 {
+            self.fill_run_queue();
+        }
+        if self.accounts.ledger.ready() == 0 && !self.feeding.staging {
+            return;
+        }
+        let ready = self.workers.ready_to_feed();
+        if ready.is_empty() {
+            return;
+        }
+        self.feeding.round_robin = self.feeding.round_robin.wrapping_add(1);
+        self.fill_windows(&ready);
+        // A worker must not idle while jobs wait staged for a busy one (the
+        // classic prefetch starvation): staged jobs come back and are shared again.
+        if self.accounts.ledger.ready() == 0
+            && self.feeding.staging
+            && ready
+                .iter()
+                .any(|id| self.accounts.ledger.in_flight_on(*id) == 0)
+        {
+            self.reclaim_staged();
+            self.fill_windows(&ready);
+        }
+        self.fill_lanes(&ready);
+    }
+
+    /// Gives each ready worker what its window has room for.
+    fn fill_windows(&mut self, ready: &[u64]) {
+        for k in 0..ready.len() {
+            if self.accounts.ledger.ready() == 0 {
+                return;
+            }
+            let worker_id = ready[(self.feeding.round_robin + k) % ready.len()];
+            let Some(slot) = self.workers.slots.get(&worker_id) else {
+                continue;
+            };
+            let mut room = slot
+                .pacer
+                .room(self.accounts.ledger.in_flight_on(worker_id));
+            if let Some(limit) = self.settings.max_jobs_per_worker {
+                room = room.min(limit.saturating_sub(slot.dispatched) as usize);
+            }
+            if room > 0 {
+                self.send_batch(worker_id, room);
+            }
+        }
+    }
+
+    /// Moves up to `room` ready jobs onto a worker and hands them to it, through its
+    /// lane if it has one. Returns how many jobs left the ready queues.
+    fn send_batch(&mut self, worker_id: u64, room: usize) -> usize {
+        let (frame, taken) = self.take_batch(worker_id, room);
+        if let Some(slot) = self.workers.slots.get_mut(&worker_id) {
+            match (frame, &slot.lane) {
+                (Some(frame), Some(lane)) => lane.place([frame]),
+                (Some((frame, _)), None) => {
+                    let _ = slot.link.send(frame);
+                }
+                (None, _) => {}
+            }
+            slot.dispatched += taken as u64;
+        }
+        self.maybe_recycle(worker_id);
+        taken
+    }
+
+    /// Puts ready jobs in the run queue, up to its window; any worker pulls them.
+    fn fill_run_queue(&mut self) {
+        let window = self.transport.queue_window();
+        loop {
+            let room = window.saturating_sub(self.accounts.ledger.in_flight_on(RUN_QUEUE));
+            if room == 0 || self.accounts.ledger.ready() == 0 {
+                return;
+            }
+            let (frame, taken) = self.take_batch(RUN_QUEUE, room);
+            if let Some((frame, _)) = frame {
+                self.transport.hand_out(frame);
+            }
+            if taken == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Moves up to `room` ready jobs onto `holder` (a worker, or the run queue),
+    /// encoded in one jobs frame; a job too large for a frame fails here. Returns the
+    /// frame and the jobs in it, if any job went in, and how many jobs left the ready
+    /// queues.
+    fn take_batch(&mut self, holder: u64, room: usize) -> (Option<(Bytes, usize)>, usize) {
+        let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
+        let mut refused = Vec::new();
+        let sent = self.accounts.ledger.dispatch(
+            holder,
+            room,
+            MAX_BATCH_BYTES,
+            self.settings.max_frame_bytes,
+            &mut batch,
+            &mut refused,
+        );
+        let taken = sent + refused.len();
+        for failure in refused {
+            self.record_failure(failure);
+        }
+        ((sent > 0).then(|| (batch.finish(), sent)), taken)
+    }
+}

@@ -1,0 +1,28 @@
+//! Feeding: jobs from the caller's source into the ledger, and from the ledger out to
+//! workers, as fast as they take them and no faster.
+//!
+//! - [`source`]: how many jobs to pull now (memory stays flat however long the
+//!   source), and admitting them to the ledger (or passing over those an earlier run
+//!   finished);
+//! - [`dispatch`]: batches to workers with room in their window, taking turns, or to
+//!   the run queue;
+//! - [`lanes`]: jobs staged at the master's end of a fixed-window worker's link, and
+//!   the answers that wait there for the run loop;
+//! - [`pacer`]: each worker's window, from how long its jobs take.
+
+mod dispatch;
+mod lanes;
+pub(super) mod pacer;
+mod source;
+
+pub(super) use source::pull_stream;
+
+/// What dispatching remembers between turns.
+#[derive(Default)]
+pub(super) struct Feeding {
+    /// Where the next turn of handing out batches starts, so a short queue is shared
+    /// out fairly.
+    round_robin: usize,
+    /// Some lane holds staged jobs, so answers may wait there for the run loop.
+    staging: bool,
+}

@@ -1,0 +1,163 @@
+//! Results coming back: each answer settles its job in the ledger once, becomes an
+//! output or a failure for the caller and a line in the journal, and teaches the
+//! worker's pacer how long its jobs take.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::ledger::{Blame, Failure, Settled};
+use super::{Master, RUN_QUEUE};
+use crate::event::Event;
+use crate::report::{JobFailure, JobOutput};
+use crate::transport::Feed;
+use crate::wire::ResultsReader;
+
+impl<J, O> Master<J, O>
+where
+    J: Serialize + Clone + Send + 'static,
+    O: DeserializeOwned + Send + 'static,
+{
+    pub(super) fn on_results(&mut self, worker_id: u64, body: Bytes) {
+        let started = self.oldest_start(worker_id);
+        let now = Instant::now();
+        let count = self.settle_results(worker_id, body, now);
+        self.after_answers(worker_id, count, started, now);
+    }
+
+    /// Who holds a worker's jobs in the ledger: the worker itself when it is fed its
+    /// own jobs; the run queue when it pulls from one, or when the worker is no longer
+    /// known (only a run queue outlives its workers).
+    pub(super) fn holder(&self, worker_id: u64) -> u64 {
+        match self.workers.slots.get(&worker_id).map(|w| w.feed) {
+            Some(Feed::Own) => worker_id,
+            Some(Feed::RunQueue) | None => RUN_QUEUE,
+        }
+    }
+
+    /// When the oldest job the worker holds started, as far as the master can tell.
+    pub(super) fn oldest_start(&self, worker_id: u64) -> Option<Instant> {
+        self.accounts
+            .ledger
+            .oldest_running(self.holder(worker_id))
+            .map(|(_, at)| at)
+    }
+
+    /// Settles the answers of one results frame; returns how many jobs it settled.
+    pub(super) fn settle_results(&mut self, worker_id: u64, body: Bytes, now: Instant) -> usize {
+        let holder = self.holder(worker_id);
+        let mut count = 0;
+        for entry in ResultsReader::new(&body) {
+            let entry = match entry {
+                Ok(entry) => entry,
+                // Anyone may have put it in the run queue: it is dropped, not its sender.
+                Err(e) if holder == RUN_QUEUE => {
+                    log!(
+                        self,
+                        warn,
+                        worker_id,
+                        "a broken results message was dropped: {e}"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    let reason = format!("sent a broken results frame: {e}");
+                    self.kill_worker(worker_id, reason, Blame::Unknown);
+                    return count;
+                }
+            };
+            // Outputs are decoded only for someone who listens.
+            let mut output = None;
+            let outcome = match entry.outcome {
+                Ok(bytes) if self.events.listening() => match postcard::from_bytes::<O>(bytes) {
+                    Ok(decoded) => {
+                        output = Some(decoded);
+                        Ok(())
+                    }
+                    Err(e) => Err(format!(
+                        "could not decode the output as `{}`: {e}",
+                        std::any::type_name::<O>()
+                    )),
+                },
+                Ok(_) => Ok(()),
+                Err(error) => Err(String::from_utf8_lossy(error).into_owned()),
+            };
+            if holder == RUN_QUEUE && entry.id >= self.accounts.ledger.next_id() {
+                // Finished before this master took the job from its source: a run
+                // resumed after its master stopped. Kept until the source gets there.
+                self.accounts.settled_before.insert(entry.id, outcome.err());
+                continue;
+            }
+            let Some(settled) = self.accounts.ledger.settle(holder, entry.id, outcome, now) else {
+                continue;
+            };
+            count += 1;
+            match settled {
+                Settled::Completed { id } => {
+                    if let Some(journal) = &mut self.accounts.journal {
+                        journal.record(id, true);
+                    }
+                    if let Some(output) = output {
+                        self.events.push(Event::Output(JobOutput {
+                            id,
+                            worker_id,
+                            output,
+                        }));
+                    }
+                }
+                Settled::Failed(failure) => self.record_failure(failure),
+            }
+        }
+        count
+    }
+
+    /// Learns from `count` answers that came `now`, the oldest of their jobs having
+    /// started at `started`.
+    pub(super) fn after_answers(
+        &mut self,
+        worker_id: u64,
+        count: usize,
+        started: Option<Instant>,
+        now: Instant,
+    ) {
+        if count == 0 {
+            return;
+        }
+        self.workers.deaths_without_progress = 0;
+        if let Some(slot) = self.workers.slots.get_mut(&worker_id) {
+            slot.answers += count as u64;
+            if let Some(started) = started {
+                slot.pacer
+                    .observe(count, now.saturating_duration_since(started));
+            }
+        }
+        self.maybe_recycle(worker_id);
+    }
+
+    /// A job failed for good: the journal, the caller and the report hear of it.
+    pub(super) fn record_failure(&mut self, failure: Failure<J>) {
+        // A job settled for good is progress, even when its worker died of it.
+        self.workers.deaths_without_progress = 0;
+        let Failure {
+            id,
+            job,
+            error,
+            attempts,
+        } = failure;
+        log!(self, warn, job_id = id, attempts, "job failed: {error}");
+        if let Some(journal) = &mut self.accounts.journal {
+            journal.record(id, false);
+        }
+        let failure = JobFailure {
+            id,
+            job,
+            error,
+            attempts,
+        };
+        if self.events.listening() {
+            self.events.push(Event::Failed(failure.clone()));
+        }
+        self.accounts.failures.push(failure);
+    }
+}

@@ -1,0 +1,104 @@
+//! Deadlines, checked on every tick: a worker that does not start in time, a job that
+//! runs past its timeout, a remote worker gone silent, and the end of a stop's grace.
+
+use std::time::{Duration, Instant};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::SlotState;
+use crate::master::ending::Phase;
+use crate::master::ledger::Blame;
+use crate::master::Master;
+
+/// A worker on another machine that says nothing for this long is taken for gone.
+const REMOTE_SILENCE: Duration = Duration::from_secs(4);
+
+impl<J, O> Master<J, O>
+where
+    J: Serialize + Clone + Send + 'static,
+    O: DeserializeOwned + Send + 'static,
+{
+    pub(in crate::master) fn check_deadlines(&mut self) {
+        let now = Instant::now();
+        self.let_silent_workers_go(now);
+        match self.ending.phase {
+            Phase::Running | Phase::Draining(_) => {}
+            Phase::Finishing(deadline) | Phase::Aborting(deadline) | Phase::Failed(deadline) => {
+                if now >= deadline {
+                    self.kill_everyone_left();
+                }
+                return;
+            }
+        }
+        let mut overdue = Vec::new();
+        for (&worker_id, slot) in &self.workers.slots {
+            match slot.state {
+                SlotState::Starting(since) if now - since > self.settings.startup_timeout => {
+                    overdue.push((
+                        worker_id,
+                        format!("did not start within {:?}", self.settings.startup_timeout),
+                    ));
+                }
+                SlotState::Ready => {
+                    let Some(timeout) = self.settings.job_timeout else {
+                        continue;
+                    };
+                    if let Some((job_id, started)) = self.accounts.ledger.oldest_running(worker_id)
+                    {
+                        if now - started > timeout {
+                            overdue.push((
+                                worker_id,
+                                format!("timed out after {timeout:?} on job {job_id}"),
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (worker_id, reason) in overdue {
+            log!(self, warn, worker_id, "killing worker: it {reason}");
+            self.kill_worker(worker_id, reason, Blame::Oldest);
+        }
+    }
+
+    /// Remote workers silent for too long are let go. Not a crash (the network, or the
+    /// server restarting): they may come back.
+    fn let_silent_workers_go(&mut self, now: Instant) {
+        let silent: Vec<u64> = self
+            .workers
+            .slots
+            .iter()
+            .filter(|(_, w)| w.remote && now - w.last_seen > REMOTE_SILENCE)
+            .map(|(id, _)| *id)
+            .collect();
+        for worker_id in silent {
+            let reason = format!("went silent for {REMOTE_SILENCE:?}");
+            log!(self, warn, worker_id, "remote worker {reason}");
+            if let Some(slot) = self.workers.slots.get_mut(&worker_id) {
+                slot.said_bye = true;
+            }
+            self.workers.silent.insert(worker_id);
+            self.on_exit(worker_id, Err(std::io::Error::other(reason)));
+        }
+    }
+
+    /// The grace of a stop is over: our workers are killed, remote ones let go.
+    fn kill_everyone_left(&mut self) {
+        let remote: Vec<u64> = self
+            .workers
+            .slots
+            .iter()
+            .filter(|(_, w)| w.remote)
+            .map(|(id, _)| *id)
+            .collect();
+        for slot in self.workers.slots.values() {
+            slot.kill.notify_one();
+        }
+        // Not ours to kill: they are let go.
+        for worker_id in remote {
+            let reason = std::io::Error::other("did not stop in time");
+            self.on_exit(worker_id, Err(reason));
+        }
+    }
+}
