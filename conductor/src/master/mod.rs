@@ -51,6 +51,7 @@ mod ledger;
 mod progress;
 mod run_loop;
 mod settle;
+mod stats_round;
 mod thread;
 mod workers;
 
@@ -61,7 +62,6 @@ use tokio::sync::mpsc;
 
 use crate::handle::Shared;
 use crate::settings::Settings;
-use crate::stats::Aggregator;
 use crate::transport::worker_event::{FromWorker, WorkerEvent};
 use crate::transport::Transport;
 use accounts::Accounts;
@@ -69,6 +69,7 @@ use ending::Ending;
 use events::EventOut;
 use feeding::Feeding;
 use progress::Progress;
+use stats_round::Aggregator;
 use workers::Workers;
 
 pub(crate) use ending::journal::{default_key, Journal, KeyFn};

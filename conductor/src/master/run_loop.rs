@@ -14,6 +14,7 @@ use super::ending::{Ending, Phase, SignalWatch};
 use super::events::EventOut;
 use super::feeding::{pull_stream, Feeding};
 use super::progress::Progress;
+use super::stats_round::Aggregator;
 use super::workers::Workers;
 use super::{FromWorker, Master, WorkerEvent};
 use crate::error::Error;
@@ -22,7 +23,6 @@ use crate::handle::{Command, Shared};
 use crate::jobs::Jobs;
 use crate::report::{Interrupt, Report};
 use crate::settings::Settings;
-use crate::stats::Aggregator;
 use crate::transport::{self, Context};
 
 /// How often deadlines (job timeouts, start-up, shutdown) are checked.

@@ -15,6 +15,7 @@
 
 mod api;
 mod channel;
+mod counters;
 pub(crate) mod exit;
 mod job_loop;
 mod shared;

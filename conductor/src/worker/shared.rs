@@ -14,12 +14,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::channel::MasterChannel;
+use super::counters::StatsBook;
 use super::exit::{
     exit_worker, is_exiting, EXIT_ABORTED, EXIT_CRASHED, EXIT_MASTER_GONE, EXIT_PROTOCOL,
 };
 use crate::error::Error;
 use crate::message::{Message, Responder};
-use crate::stats::StatsBook;
 use crate::wire::{
     control_frame, decode_control, read_frame, BatchWriter, Frame, ReplyResult, Request, ToMaster,
     ToWorker, WorkerConfig,

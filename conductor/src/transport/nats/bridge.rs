@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 use super::{
     connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
-    HEADER_MASTER, HEADER_WORKER, HEARTBEAT, WORKERS_CONSUMER,
+    HEADER_MASTER, HEADER_WORKER, HEARTBEAT, RETRY, WORKERS_CONSUMER,
 };
 use crate::transport::Joined;
 use crate::wire::{
@@ -33,7 +33,6 @@ use crate::wire::{
 
 /// How long a pull waits for jobs before asking again.
 const PULL_WAIT: Duration = Duration::from_millis(250);
-const RETRY: Duration = Duration::from_millis(500);
 /// How long a request waits for its reply before it is sent again.
 const REASK: Duration = Duration::from_secs(3);
 /// How long a worker started before its master waits for it.

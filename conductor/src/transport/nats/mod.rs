@@ -18,15 +18,21 @@
 //! results stream, so an answer is never lost and a job never silently vanishes; the
 //! master settles each job id once, so a job run twice is still counted once.
 //!
-//! - [`queue`]: the master's side, the [`NatsTransport`]: the run's streams, the job
-//!   publisher, and the tasks that turn what workers publish into worker events;
+//! - [`queue`]: the master's side, the [`NatsTransport`]: the run's streams and its
+//!   tasks: the job [`publish`]er, the [`results`] reader, the [`control`] frames of
+//!   its workers, [`joins`], and the run's [`owner`]ship;
 //! - [`link`]: the master's frames for one worker, on that worker's subject;
 //! - [`bridge`]: the worker's side, between the run's streams and the ordinary worker
 //!   loop.
 
 pub(crate) mod bridge;
+mod control;
+mod joins;
 mod link;
+mod owner;
+mod publish;
 mod queue;
+mod results;
 
 pub(crate) use queue::NatsTransport;
 
@@ -47,6 +53,9 @@ pub(crate) const HEADER_MASTER: &str = "Conductor-Master";
 /// Header marking a worker's keep-alive.
 pub(crate) const HEADER_HEARTBEAT: &str = "Conductor-Heartbeat";
 
+/// How long a client waits after a failed publish, pull or subscription before it
+/// tries again.
+pub(crate) const RETRY: Duration = Duration::from_millis(500);
 /// How long connecting may take before the run fails with a clear error.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a worker's bridge says it is alive.

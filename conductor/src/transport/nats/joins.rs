@@ -1,0 +1,106 @@
+//! Workers that ask to join the run: the run loop decides, and this task carries the
+//! question and the answer. A worker that claims an id the master reserved for a
+//! process of its own must show the token the master gave that process.
+
+use std::time::Duration;
+
+use async_nats::Client;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{JoinReply, JoinRequest};
+use crate::transport::join::{Admission, Joining};
+use crate::transport::worker_event::{FromWorker, WorkerEvent};
+
+/// A number no one outside this process can guess easily.
+pub(super) fn secret() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+/// The token a worker this master started shows when it joins with its reserved id,
+/// so that no one else can take that id.
+pub(super) fn join_token(secret: u64, worker_id: u64) -> u64 {
+    (secret ^ worker_id).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// What a worker that joins is told besides its handshake, and the secret behind the
+/// tokens of the workers this master started.
+pub(super) struct JoinTerms {
+    pub secret: u64,
+    pub window: u32,
+    pub ack_wait_ms: u64,
+    pub max_attempts: u32,
+}
+
+/// Answers workers that ask to join: the run loop decides, this task carries the
+/// question and the answer, and checks the token of a worker that claims an id the
+/// master reserved for a process of its own.
+pub(super) async fn answer_joins(
+    mut joins: async_nats::Subscriber,
+    client: Client,
+    to_master: mpsc::UnboundedSender<FromWorker>,
+    terms: JoinTerms,
+) {
+    while let Some(message) = joins.next().await {
+        let Some(reply_to) = message.reply.clone() else {
+            continue;
+        };
+        let decided = match postcard::from_bytes::<JoinRequest>(&message.payload) {
+            Ok(request) => ask_master(&to_master, request, terms.secret).await,
+            Err(e) => Err(format!("malformed join request: {e}")),
+        };
+        let answer = match decided {
+            Ok(Admission { config, max_jobs }) => JoinReply::Accepted {
+                config,
+                window: terms.window,
+                ack_wait_ms: terms.ack_wait_ms,
+                max_attempts: terms.max_attempts,
+                max_jobs,
+            },
+            Err(reason) => JoinReply::Refused { reason },
+        };
+        if let Ok(bytes) = postcard::to_allocvec(&answer) {
+            let _ = client.publish(reply_to, bytes.into()).await;
+        }
+    }
+}
+
+/// Hands a join request to the run loop and waits (boundedly) for its decision.
+async fn ask_master(
+    to_master: &mpsc::UnboundedSender<FromWorker>,
+    request: JoinRequest,
+    secret: u64,
+) -> Result<Admission, String> {
+    let reserved_id = match request.worker_id {
+        Some((id, token)) if token == join_token(secret, id) => Some(id),
+        Some((id, _)) => return Err(format!("worker {id} is not expected")),
+        None => None,
+    };
+    let joining = Joining {
+        protocol: request.protocol,
+        worker_type: request.worker_type,
+        reserved_id,
+        registered: request.registered,
+        host: request.host,
+        pid: request.pid,
+    };
+    let (answer, decision) = oneshot::channel();
+    let _ = to_master.send(FromWorker {
+        worker_id: 0,
+        event: WorkerEvent::Join {
+            request: joining,
+            answer,
+        },
+    });
+    match tokio::time::timeout(Duration::from_secs(5), decision).await {
+        Ok(Ok(decision)) => decision,
+        _ => Err("the master is shutting down".into()),
+    }
+}
