@@ -9,7 +9,8 @@ use crate::stats::StatsReport;
 ///
 /// The seed's events map here: `stats` → [`Event::Stats`], `error` (a worker crash) →
 /// [`Event::WorkerCrashed`], `worker_exit` → [`Event::WorkerExited`], and `end` →
-/// [`Running::next_event`] returning `None`, then [`Running::wait`] giving the report.
+/// [`Running::next_event`](crate::Running::next_event) returning `None`, then
+/// [`Running::wait`](crate::Running::wait) giving the report.
 /// Its `onWorkerMessage` hook is [`Event::Message`].
 #[derive(Debug)]
 #[non_exhaustive]

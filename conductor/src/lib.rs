@@ -93,6 +93,28 @@
 //! # fn main() {}
 //! ```
 //!
+//! # How the code is laid out
+//!
+//! The public surface sits at the top of the crate: the builder (`conductor.rs`), the
+//! handle, `Running` and its events, the report, errors, messages, lookups and stats.
+//! Behind it, one folder per part, named after what it does, so that a reader can
+//! follow a job by folder names (`ARCHITECTURE.md`, at the repository's root, follows
+//! one file by file):
+//!
+//! - `master/`: the run loop, split by concern: `workers/` (slots and their
+//!   lifecycle), `feeding/` (source, dispatch, lanes, pacing), the ledger and settling,
+//!   `ending/` (signals, drain, abort, journal, the report), events to the caller;
+//! - `transport/`: the seam between the master and its workers: a trait of operations
+//!   and the events every backend sends, with each backend in a folder of its own
+//!   (`local/`: socketpairs; `nats/`: NATS JetStream);
+//! - `worker/`: what job code sees (`Worker`, `JobWorker`) and the worker's own loop;
+//! - `wire/`: frames and messages, as bytes: shared by both sides, knowing neither;
+//! - `boot/`: which role a process plays, and the registry of worker types.
+//!
+//! Why these cuts: the master decides and keeps the books, a transport only carries,
+//! a worker only runs jobs, and the wire only encodes. Each folder's `mod.rs` says what
+//! it must not import; none imports its caller.
+//!
 //! # Platforms
 //!
 //! Unix only (Linux and macOS): workers are joined to their master by a socket pair.
@@ -106,6 +128,7 @@ mod jobs;
 mod lookup;
 mod master;
 mod message;
+mod progress;
 mod report;
 mod running;
 mod settings;

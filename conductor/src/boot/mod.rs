@@ -1,7 +1,7 @@
 //! Boot: which role this process plays, read from the environment its master gave it.
 //!
 //! A master starts workers as copies of its own executable with a few `CONDUCTOR_*`
-//! variables set ([`env`]). The role dispatch reads them, removes them (so programs
+//! variables set ([`env`](mod@env)). The role dispatch reads them, removes them (so programs
 //! started by job code do not think they are workers too) and runs the registered
 //! worker ([`registry`]); a test binary's workers enter through [`test_entry`].
 //!

@@ -3,7 +3,7 @@
 //!
 //! One task, the run loop, owns all the run's state on the master's own thread, so the
 //! hot path takes no locks. A job travels: the caller's source →
-//! [`feeding::source`] → the [`ledger`] → [`feeding::dispatch`] (a jobs frame down a
+//! `feeding/source.rs` → the [`ledger`] → `feeding/dispatch.rs` (a jobs frame down a
 //! worker's link, through its lane, or into the run queue) → the worker → a results
 //! frame, back as a [`WorkerEvent`] → [`settle`] → the ledger settles it → an
 //! [`Event`](crate::Event) for the caller ([`events`]) → at the end the
@@ -19,7 +19,8 @@
 //! - [`ledger`], [`accounts`] and [`settle`]: exactly-once accounting;
 //! - [`ending`]: how a run ends: signals, drain, abort, failure, the journal, the
 //!   report;
-//! - [`events`]: the hand-off of events to the caller; [`progress`]: the bar;
+//! - [`events`]: the hand-off of events to the caller (the progress bar, a view of
+//!   the run, is `crate::progress`);
 //!   [`thread`]: the master's own thread and runtime.
 //!
 //! Invariants:
@@ -48,7 +49,7 @@ mod ending;
 mod events;
 mod feeding;
 mod ledger;
-mod progress;
+
 mod run_loop;
 mod settle;
 mod stats_round;
@@ -61,6 +62,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::handle::Shared;
+use crate::progress::Progress;
 use crate::settings::Settings;
 use crate::transport::worker_event::{FromWorker, WorkerEvent};
 use crate::transport::Transport;
@@ -68,7 +70,6 @@ use accounts::Accounts;
 use ending::Ending;
 use events::EventOut;
 use feeding::Feeding;
-use progress::Progress;
 use stats_round::Aggregator;
 use workers::Workers;
 

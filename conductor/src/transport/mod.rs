@@ -23,7 +23,7 @@
 //!
 //! Shared by the backends: the [`link`] a frame is written to, the [`worker_event`]s
 //! and [`route`] that turns a worker's frame into one, [`process`] for starting worker
-//! processes of ours, a worker's [`lane`] of staged jobs, and [`join`]ing from elsewhere.
+//! processes of ours, a worker's [`lane`] of staged jobs, and [`join`](mod@join)ing from elsewhere.
 //!
 //! Must not import the master (`crate::master`): it imports us.
 

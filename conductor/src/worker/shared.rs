@@ -31,7 +31,7 @@ pub(crate) const RESULT_LINGER: Duration = Duration::from_millis(2);
 const RESULT_FLUSH_BYTES: usize = 256 << 10;
 pub(super) const NO_JOB: u64 = u64::MAX;
 
-/// State shared by the job thread, the watchdog, the timers and every [`Worker`] handle.
+/// State shared by the job thread, the watchdog, the timers and every [`Worker`](super::Worker) handle.
 pub(crate) struct WorkerShared {
     pub id: u64,
     pub master_id: String,

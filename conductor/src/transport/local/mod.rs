@@ -6,6 +6,8 @@
 //!   on a thread that sends its next staged jobs itself.
 //!
 //! Nothing is stored apart from the channels, so a run has nothing to resume or close.
+//!
+//! Must not import the master or another backend.
 
 mod link;
 mod reader;

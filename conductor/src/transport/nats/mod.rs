@@ -24,6 +24,8 @@
 //! - [`link`]: the master's frames for one worker, on that worker's subject;
 //! - [`bridge`]: the worker's side, between the run's streams and the ordinary worker
 //!   loop.
+//!
+//! Must not import the master or another backend.
 
 pub(crate) mod bridge;
 mod control;
