@@ -55,12 +55,14 @@ where
         slot.kill_reason = Some(reason.clone());
         self.shared.forget_worker(worker_id);
         self.close_lane(worker_id);
-        let failures = self.accounts.ledger.worker_lost(
-            worker_id,
-            blame,
-            &format!("worker {worker_id} {reason}"),
-        );
-        for failure in failures {
+        self.take_back_jobs(worker_id, blame, &reason);
+    }
+
+    /// Takes a lost worker's jobs back into the ledger: the one to blame is charged an
+    /// attempt, and fails if it has none left.
+    fn take_back_jobs(&mut self, worker_id: u64, blame: Blame, reason: &str) {
+        let reason = format!("worker {worker_id} {reason}");
+        for failure in self.accounts.ledger.worker_lost(worker_id, blame, &reason) {
             self.record_failure(failure);
         }
     }
@@ -108,14 +110,7 @@ where
                     Some((_, None)) => Blame::Nobody,
                     None => Blame::Unknown,
                 };
-                let failures = self.accounts.ledger.worker_lost(
-                    worker_id,
-                    blame,
-                    &format!("worker {worker_id} {reason}"),
-                );
-                for failure in failures {
-                    self.record_failure(failure);
-                }
+                self.take_back_jobs(worker_id, blame, &reason);
             }
             if slot.answers == 0 && self.ending.phase == Phase::Running {
                 self.workers.deaths_without_progress += 1;
