@@ -195,9 +195,7 @@ where
             }
             _ => {}
         }
-        if self.workers.silent.remove(&worker_id) {
-            self.readmit(worker_id);
-        }
+        self.readmit_if_silent(worker_id);
         match self.workers.slots.get_mut(&worker_id) {
             Some(slot) => slot.last_seen = Instant::now(),
             // Results in a run queue count whoever sent them, even a worker long gone,

@@ -124,7 +124,7 @@ where
         if count == 0 {
             return;
         }
-        self.workers.deaths_without_progress = 0;
+        self.workers.progressed();
         if let Some(slot) = self.workers.slots.get_mut(&worker_id) {
             slot.answers += count as u64;
             if let Some(started) = started {
@@ -138,7 +138,7 @@ where
     /// A job failed for good: the journal, the caller and the report hear of it.
     pub(super) fn record_failure(&mut self, failure: Failure<J>) {
         // A job settled for good is progress, even when its worker died of it.
-        self.workers.deaths_without_progress = 0;
+        self.workers.progressed();
         let Failure {
             id,
             job,

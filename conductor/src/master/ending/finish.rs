@@ -108,8 +108,8 @@ where
             interrupted: self.ending.interrupted,
             skipped,
             elapsed: started.elapsed(),
-            workers_started: self.workers.started,
-            worker_crashes: self.workers.crashes,
+            workers_started: self.workers.started(),
+            worker_crashes: self.workers.crashes(),
             unsubmitted: source,
         })
     }

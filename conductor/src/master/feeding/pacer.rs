@@ -77,7 +77,7 @@ impl Pacer {
     }
 
     /// With a fixed window, how many more jobs the master keeps staged in the
-    /// worker's lane (see `lane.rs`) so that its next job leaves as soon as it answers:
+    /// worker's lane (see `crate::transport::lane`) so that its next job leaves as soon as it answers:
     /// enough for about [`TARGET_STAGED_WORK`] with the window, at most
     /// [`MAX_STAGED`]. None until the job time is known, and none for jobs long
     /// enough that a round trip does not matter.

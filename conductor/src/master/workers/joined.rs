@@ -67,8 +67,7 @@ where
                 let Some(link) = self.transport.link_to_joined(self.workers.next_id) else {
                     return Err("this run takes no workers from elsewhere".into());
                 };
-                let id = self.workers.next_id;
-                self.workers.next_id += 1;
+                let id = self.workers.reserve_id();
                 self.workers.started += 1;
                 log!(
                     self,
@@ -92,7 +91,10 @@ where
     }
 
     /// Takes back a remote worker that went silent and speaks again.
-    pub(in crate::master) fn readmit(&mut self, worker_id: u64) {
+    pub(in crate::master) fn readmit_if_silent(&mut self, worker_id: u64) {
+        if !self.workers.silent.remove(&worker_id) {
+            return;
+        }
         let Some(link) = self.transport.link_to_joined(worker_id) else {
             return;
         };

@@ -91,16 +91,16 @@ impl WorkerSlot {
 pub(super) struct Workers {
     pub slots: BTreeMap<u64, WorkerSlot>,
     /// Ids increase for the life of the run: a replacement gets a new one.
-    pub next_id: u64,
-    pub started: u64,
-    pub crashes: u64,
+    next_id: u64,
+    started: u64,
+    crashes: u64,
     /// Workers that died without finishing anything since the last progress.
-    pub deaths_without_progress: u32,
-    pub last_death: String,
+    deaths_without_progress: u32,
+    last_death: String,
     /// When to try again after a worker failed to start.
-    pub spawn_retry_at: Option<Instant>,
+    spawn_retry_at: Option<Instant>,
     /// Remote workers taken for gone after a silence; they may come back.
-    pub silent: BTreeSet<u64>,
+    silent: BTreeSet<u64>,
 }
 
 impl Default for Workers {
@@ -119,6 +119,28 @@ impl Default for Workers {
 }
 
 impl Workers {
+    /// A job was settled: workers that die from now on are not a crash loop yet.
+    pub fn progressed(&mut self) {
+        self.deaths_without_progress = 0;
+    }
+
+    /// Workers started (or joined) so far.
+    pub fn started(&self) -> u64 {
+        self.started
+    }
+
+    /// Workers that crashed so far.
+    pub fn crashes(&self) -> u64 {
+        self.crashes
+    }
+
+    /// A new worker id, never given before in this run.
+    fn reserve_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
     /// The workers a stats round waits for.
     pub fn live(&self) -> BTreeSet<u64> {
         self.slots

@@ -61,8 +61,7 @@ where
     }
 
     async fn spawn_worker(&mut self) -> Result<(), Error> {
-        let worker_id = self.workers.next_id;
-        self.workers.next_id += 1;
+        let worker_id = self.workers.reserve_id();
         // While a progress bar shows, workers' lines are printed above it.
         let output = self.progress.is_visible().then(|| {
             let progress = self.progress.clone();
