@@ -77,9 +77,9 @@ impl Pacer {
     }
 
     /// With a fixed window, how many more jobs the master keeps staged in the
-    /// worker's lane (see `crate::transport::lane`) so that its next job leaves as soon as it answers:
-    /// enough for about [`TARGET_STAGED_WORK`] with the window, at most
-    /// [`MAX_STAGED`]. None until the job time is known, and none for jobs long
+    /// worker's lane (see `crate::transport::lane`) so that its next job leaves as
+    /// soon as it answers: enough for about [`TARGET_STAGED_WORK`] with the window, at
+    /// most [`MAX_STAGED`]. None until the job time is known, and none for jobs long
     /// enough that a round trip does not matter.
     pub fn staged_target(&self) -> usize {
         if self.settings.prefetch.is_none() || self.per_job.is_none() {
