@@ -223,12 +223,13 @@ impl NatsTransport {
             self.end_run().await;
             if let Err(e) = self.remove_run().await {
                 if self.context.logging {
-                    tracing::warn!(conductor = %self.master_id, "{e}");
+                    tracing::warn!(conductor = %self.master_id, worker_type = %self.context.shared.worker_type, "{e}");
                 }
             }
         } else if self.context.logging {
             tracing::info!(
                 conductor = %self.master_id,
+                worker_type = %self.context.shared.worker_type,
                 run = self.names.run(),
                 "run stopped early: its streams are kept, to be resumed"
             );
