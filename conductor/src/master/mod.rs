@@ -19,9 +19,9 @@
 //! - [`ledger`], [`accounts`] and [`settle`]: exactly-once accounting;
 //! - [`ending`]: how a run ends: signals, drain, abort, failure, the journal, the
 //!   report;
-//! - [`events`]: the hand-off of events to the caller (the progress bar, a view of
-//!   the run, is `crate::progress`);
-//!   [`thread`]: the master's own thread and runtime.
+//! - [`events`]: the hand-off of events to the caller; [`stats_round`]: workers'
+//!   stats rolls gathered into reports; [`thread`]: the master's own thread and
+//!   runtime. (The progress bar, a view of the run, is `crate::progress`.)
 //!
 //! Invariants:
 //!
