@@ -55,8 +55,7 @@ where
         // Events not delivered by now are dropped; the report has what matters.
         self.events.discard();
         self.shared.processing.store(false, Ordering::Relaxed);
-        let ledger = &mut self.accounts.ledger;
-        let not_run = ledger.drain_not_run();
+        let not_run = self.accounts.ledger.drain_not_run();
         log!(
             self,
             info,
