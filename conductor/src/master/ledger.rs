@@ -266,27 +266,71 @@ impl<J> Ledger<J> {
             }
         }
         // The others were only waiting behind the culprit: requeue them first.
-        for job in jobs.into_iter().rev() {
-            self.retry.push_front(job);
-        }
+        self.requeue(jobs);
         failures
     }
 
     /// Takes back the `count` jobs sent to `worker` last, which it never received
-    /// (they waited in its lane): they are ready again, first in line and in their
-    /// order, and no attempt is charged.
+    /// (they waited in its lane): they are ready again, in submission order before any
+    /// fresh job, and no attempt is charged.
     pub fn give_back_newest(&mut self, worker: u64, count: usize) {
         let Some(queue) = self.workers.get_mut(&worker) else {
             return;
         };
         let count = count.min(queue.jobs.len());
-        for _ in 0..count {
-            let Some(InFlight { job, .. }) = queue.jobs.pop_back() else {
-                break;
-            };
-            self.retry.push_front(job);
+        let at = queue.jobs.len() - count;
+        let jobs: Vec<PendingJob<J>> = queue.jobs.drain(at..).map(|f| f.job).collect();
+        self.in_flight -= jobs.len();
+        self.requeue(jobs);
+    }
+
+    /// Takes back the jobs `ids` that `worker` received and says it will never start:
+    /// ready again, uncharged, as [`Ledger::give_back_newest`]. Ids it no longer holds
+    /// (answered, or already taken back) are passed over. Returns how many came back.
+    pub fn give_back(&mut self, worker: u64, ids: &[u64]) -> usize {
+        let Some(queue) = self.workers.get_mut(&worker) else {
+            return 0;
+        };
+        let wanted: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
+        let mut jobs = Vec::with_capacity(wanted.len());
+        let mut kept = VecDeque::with_capacity(queue.jobs.len());
+        for entry in queue.jobs.drain(..) {
+            match wanted.contains(&entry.job.id) {
+                true => jobs.push(entry.job),
+                false => kept.push_back(entry),
+            }
         }
+        queue.jobs = kept;
+        if queue.jobs.is_empty() {
+            queue.isolating = false;
+        }
+        let count = jobs.len();
         self.in_flight -= count;
+        self.requeue(jobs);
+        count
+    }
+
+    /// Puts jobs that were sent and come back uncharged first in line, keeping the
+    /// line in submission order: every job that left the fresh queue is older than
+    /// those still in it, so the retry queue sorted by id comes first.
+    fn requeue(&mut self, mut jobs: Vec<PendingJob<J>>) {
+        if jobs.is_empty() {
+            return;
+        }
+        jobs.sort_by_key(|j| j.id);
+        let in_order = self
+            .retry
+            .front()
+            .is_none_or(|first| jobs.last().is_some_and(|last| last.id < first.id));
+        if in_order {
+            for job in jobs.into_iter().rev() {
+                self.retry.push_front(job);
+            }
+            return;
+        }
+        jobs.extend(self.retry.drain(..));
+        jobs.sort_by_key(|j| j.id);
+        self.retry = jobs.into();
     }
 
     /// Every job that is not settled, in submission order, leaving the ledger empty.
@@ -517,6 +561,60 @@ mod tests {
             .map(|j| (j.id, j.attempts))
             .collect();
         assert_eq!(order, [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]);
+    }
+
+    #[test]
+    fn jobs_a_worker_gives_back_are_next_in_submission_order_and_not_charged() {
+        let mut ledger = ledger_with(8, 1);
+        assert_eq!(send(&mut ledger, 1, 4), 4);
+        assert_eq!(send(&mut ledger, 2, 4), 4);
+        // Worker 2 runs job 4 and gives back what it has not started; worker 1 too.
+        assert_eq!(ledger.give_back(2, &[5, 6, 7]), 3);
+        assert_eq!(
+            ledger.give_back(1, &[1, 2, 3, 99]),
+            3,
+            "an unknown id is passed over"
+        );
+        assert_eq!((ledger.in_flight_on(1), ledger.in_flight_on(2)), (1, 1));
+        assert_eq!(ledger.ready(), 6);
+        // A second answer for a job given back is not the worker's to give.
+        assert_eq!(ledger.give_back(2, &[5]), 0);
+        assert!(
+            settle(&mut ledger, 2, 5, Ok(())).is_none(),
+            "a job given back is not settled by its old worker"
+        );
+        assert_eq!(send(&mut ledger, 3, 10), 6);
+        let order: Vec<u64> = (1..=7).filter(|id| *id != 4).collect();
+        for id in order {
+            assert!(settle(&mut ledger, 3, id, Ok(())).is_some(), "job {id}");
+        }
+        assert_eq!(ledger.outstanding(), 2, "jobs 0 and 4 still run");
+    }
+
+    #[test]
+    fn jobs_taken_back_from_several_workers_keep_submission_order() {
+        let mut ledger = ledger_with(6, 3);
+        send(&mut ledger, 1, 2);
+        send(&mut ledger, 2, 2);
+        send(&mut ledger, 3, 2);
+        ledger.give_back_newest(3, 1);
+        ledger.give_back_newest(1, 1);
+        ledger.worker_lost(2, Blame::Nobody, "gone");
+        let order: Vec<u64> = ledger.drain_not_run().iter().map(|j| j.id).collect();
+        assert_eq!(order, [0, 1, 2, 3, 4, 5]);
+        let mut ledger = ledger_with(6, 3);
+        send(&mut ledger, 1, 3);
+        send(&mut ledger, 2, 3);
+        ledger.give_back(2, &[4, 5]);
+        ledger.give_back(1, &[1, 2]);
+        let mut refused = Vec::new();
+        let mut batch = BatchWriter::jobs(64);
+        ledger.dispatch(3, 10, 1 << 20, 1 << 20, &mut batch, &mut refused);
+        // The frame's body follows its length and kind.
+        let mut queue = crate::wire::JobQueue::default();
+        queue.push_frame(batch.finish().slice(5..));
+        let sent = queue.take_unstarted();
+        assert_eq!(sent, [1, 2, 4, 5], "sent again oldest first");
     }
 
     #[test]

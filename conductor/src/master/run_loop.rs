@@ -245,8 +245,11 @@ where
                     "a malformed message from the worker was dropped: {reason}"
                 );
             }
+            WorkerEvent::GaveBack(jobs) => self.on_gave_back(worker_id, &jobs),
+            WorkerEvent::LimitReached(reason) => self.on_limit_reached(Some(worker_id), &reason),
             WorkerEvent::Broken(reason) => self.on_broken(worker_id, reason),
             WorkerEvent::Exited(status) => self.on_exit(worker_id, status),
+            // Heard: `last_seen` is all a heartbeat changes.
             WorkerEvent::Heartbeat | WorkerEvent::CaughtUp | WorkerEvent::Join { .. } => {}
         }
     }

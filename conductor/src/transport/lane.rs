@@ -157,6 +157,16 @@ impl Lane {
         self.lock().target = jobs;
     }
 
+    /// The worker gave back `jobs` it had received and not started: room in its
+    /// window, which staged frames fill at once.
+    pub fn given_back(&self, jobs: usize) {
+        let mut state = self.lock();
+        state.sent = state.sent.saturating_sub(jobs);
+        let leaving = self.take_sendable(&mut state);
+        drop(state);
+        self.send(leaving);
+    }
+
     /// Jobs and bytes staged now.
     pub fn staged(&self) -> (usize, usize) {
         let state = self.lock();
@@ -230,6 +240,19 @@ mod tests {
         assert_eq!(lane.close(), 1);
         assert!(matches!(lane.answered(answers(1)), Answer::Forward(_)));
         assert_eq!(sink.0.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn jobs_given_back_make_room_for_staged_frames() {
+        let sink = Arc::new(Recorder::default());
+        let lane = Lane::new(sink.clone(), 2);
+        lane.set_target(8);
+        lane.place((0..3u8).map(|n| (Bytes::from(vec![n]), 1)));
+        assert_eq!(sink.0.lock().unwrap().len(), 2, "the window holds two");
+        // The worker gives one back unstarted: the staged frame may leave.
+        lane.given_back(1);
+        assert_eq!(sink.0.lock().unwrap().len(), 3);
+        assert_eq!(lane.staged().0, 0);
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub(crate) fn route_frame(
         ToMaster::Stats(roll) => send(WorkerEvent::Stats(roll)),
         ToMaster::Crash { reason, job } => send(WorkerEvent::Crash { reason, job }),
         ToMaster::Bye => send(WorkerEvent::Bye),
+        ToMaster::GaveBack { jobs } => send(WorkerEvent::GaveBack(jobs)),
+        ToMaster::Heartbeat => send(WorkerEvent::Heartbeat),
+        ToMaster::LimitReached { reason } => send(WorkerEvent::LimitReached(reason)),
     }
     Ok(())
 }

@@ -32,6 +32,12 @@ pub(crate) enum WorkerEvent {
         job: Option<u64>,
     },
     Bye,
+    /// The worker sent back these jobs, received and never to be started there.
+    GaveBack(Vec<u64>),
+    /// The worker's process is alive (a thread beside its job says so).
+    Heartbeat,
+    /// The system refused the worker a thread or a file; it exits without starting.
+    LimitReached(String),
     /// The worker broke the protocol; its reader stopped.
     Broken(String),
     Exited(std::io::Result<std::process::ExitStatus>),
@@ -39,9 +45,6 @@ pub(crate) enum WorkerEvent {
     /// The results an earlier master of this run had stored are all read.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     CaughtUp,
-    /// A worker that joined from elsewhere is alive.
-    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
-    Heartbeat,
     /// A message from a worker that joined from elsewhere made no sense; it was dropped.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     Malformed(String),

@@ -45,6 +45,19 @@ impl JobQueue {
         }
     }
 
+    /// Takes every job received and not yet handed out, leaving the queue empty;
+    /// returns their ids in order. A truncated entry ends the walk: the worker that
+    /// would have read it gives back what came before.
+    pub fn take_unstarted(&mut self) -> Vec<u64> {
+        let mut ids = Vec::new();
+        while let Some(Ok((id, _))) = self.pop() {
+            ids.push(id);
+        }
+        self.frames.clear();
+        self.offset = 0;
+        ids
+    }
+
     /// The next job's id and encoded bytes, valid until the next call.
     pub fn pop(&mut self) -> Option<Result<(u64, &[u8]), ProtocolError>> {
         // Frames are dropped here rather than when their last job is handed out,

@@ -17,6 +17,8 @@ pub struct WorkerConfig {
     pub max_frame_bytes: u64,
     pub logging: bool,
     pub crash_on_job_error: bool,
+    /// How often the worker says it is alive, whatever its job does.
+    pub heartbeat_ms: u64,
 }
 
 /// The answer to a request: the encoded reply, or the error the other side gave.
@@ -41,6 +43,8 @@ pub enum ToWorker {
     Stop,
     /// Exit now, without finishing anything.
     Abort,
+    /// Send back every job received and not yet started: a worker elsewhere is idle.
+    GiveBack,
 }
 
 /// Control messages from a worker to its master.
@@ -75,6 +79,16 @@ pub enum ToMaster {
     },
     /// Clean exit after `Stop`: everything received has been answered.
     Bye,
+    /// The answer to `GiveBack`: these jobs were received and will never be started.
+    GaveBack {
+        jobs: Vec<u64>,
+    },
+    /// Sent every `heartbeat_ms` by a thread beside the job: the process is alive.
+    Heartbeat,
+    /// The system refused the worker a thread or a file it needs to start; it exits.
+    LimitReached {
+        reason: String,
+    },
 }
 
 /// What a worker can ask of its master.

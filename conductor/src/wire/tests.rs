@@ -199,3 +199,20 @@ fn control_messages_round_trip() {
     let msg: ToMaster = decode_control(&payload).unwrap();
     assert!(matches!(msg, ToMaster::Crash { job: Some(3), .. }));
 }
+
+#[test]
+fn a_queue_gives_back_exactly_the_jobs_not_yet_taken() {
+    let mut batch = BatchWriter::jobs(64);
+    for id in 10..14 {
+        batch.push_job(id, b"job");
+    }
+    let mut queue = JobQueue::default();
+    queue.push_frame(jobs_body(batch.finish()));
+    let mut batch = BatchWriter::jobs(64);
+    batch.push_job(14, b"job");
+    queue.push_frame(jobs_body(batch.finish()));
+    assert_eq!(queue.pop().unwrap().unwrap().0, 10);
+    assert_eq!(queue.take_unstarted(), [11, 12, 13, 14]);
+    assert!(queue.is_empty());
+    assert!(queue.pop().is_none());
+}

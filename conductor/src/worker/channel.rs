@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// How often the watchdog looks at a busy job thread; a job running this long
 /// (at most twice this) has the watchdog read the channel for it.
-pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(10);
+pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(5);
 /// The watchdog looks less and less often at an idle job thread, down to this.
 const WATCH_IDLE_EVERY: Duration = Duration::from_millis(160);
 /// A watchdog reading for a job thread that has become free hands the channel back

@@ -24,11 +24,12 @@ use tokio::sync::mpsc;
 
 use super::api::{JobWorker, Worker};
 use super::channel::NO_WORK;
-use super::exit::{exit_worker, EXIT_OK, EXIT_SETUP};
+use super::exit::{EXIT_OK, EXIT_SETUP};
 use super::shared::{flush_loop, stats_loop, watchdog_loop, Inbox, WorkerShared, NO_JOB};
+use crate::limits::explain;
 use crate::message::Message;
 use crate::wire::{
-    control_frame, decode_control, read_frame, Frame, JobQueue, ToMaster, ToWorker, WorkerConfig,
+    control_frame, decode_control, read_frame, Frame, ToMaster, ToWorker, WorkerConfig,
     PROTOCOL_VERSION,
 };
 
@@ -74,26 +75,24 @@ pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
     };
     let shared = Arc::new(WorkerShared::new(&config, worker_type, channel, reader));
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
-    spawn_thread("conductor-watchdog", {
+    spawn_thread(&shared, "conductor-watchdog", {
         let shared = shared.clone();
         move || watchdog_loop(&shared, inbox_tx)
     });
-    spawn_thread("conductor-stats", {
+    spawn_thread(&shared, "conductor-stats", {
         let shared = shared.clone();
         let interval = Duration::from_millis(config.stats_interval_ms.max(1));
         move || stats_loop(&shared, interval)
     });
-    spawn_thread("conductor-flush", {
+    spawn_thread(&shared, "conductor-flush", {
         let shared = shared.clone();
         move || flush_loop(&shared)
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => shared.crash(format!("cannot start a tokio runtime: {e}")),
-    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let runtime = crate::limits::build_runtime(builder.enable_all(), {
+        let shared = shared.clone();
+        move |e| shared.limit_reached(&format!("cannot start a tokio runtime: {}", explain(&e)))
+    });
     let worker = Worker { shared };
     let code = runtime.block_on(job_loop::<W>(worker, inbox_rx, config.crash_on_job_error));
     // Blocking tasks that job code left behind must not keep a finished worker alive.
@@ -101,13 +100,12 @@ pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
     code
 }
 
-fn spawn_thread(name: &str, body: impl FnOnce() + Send + 'static) {
+fn spawn_thread(shared: &WorkerShared, name: &str, body: impl FnOnce() + Send + 'static) {
     if let Err(e) = std::thread::Builder::new()
         .name(name.to_string())
         .spawn(body)
     {
-        eprintln!("conductor worker: cannot start thread {name}: {e}");
-        exit_worker(EXIT_SETUP);
+        shared.limit_reached(&format!("cannot start thread {name}: {}", explain(&e)));
     }
 }
 
@@ -185,23 +183,24 @@ async fn job_loop<W: JobWorker>(
     });
     let mut todo = Todo {
         inbox,
-        jobs: JobQueue::default(),
         messages: VecDeque::new(),
         stopping: false,
     };
     let mut since_inbox_check = 0u32;
     let mut channel_checked = Instant::now();
     let mut unsent_results = false;
+    // Whether the job queue was empty when last looked at.
+    let mut queue_dry = true;
     // How far into the queue the job thread was when it last sent results.
-    let mut sent_at = 0u64;
+    let (mut sent_at, mut handed_out) = (0u64, 0u64);
     loop {
         // Messages are taken between jobs, but looking for them after every tiny job
         // would cost more than the job: look every few jobs, and whenever idle.
         since_inbox_check += 1;
-        if since_inbox_check >= INBOX_CHECK_EVERY || todo.jobs.is_empty() {
+        if since_inbox_check >= INBOX_CHECK_EVERY || queue_dry {
             since_inbox_check = 0;
             todo.take_inbox();
-            if !todo.jobs.is_empty() && channel_checked.elapsed() >= CHANNEL_CHECK_EVERY {
+            if !queue_dry && channel_checked.elapsed() >= CHANNEL_CHECK_EVERY {
                 channel_checked = Instant::now();
                 todo.read_waiting_frames(&shared);
             }
@@ -219,30 +218,27 @@ async fn job_loop<W: JobWorker>(
             }
             continue;
         }
-        if let Some(job) = todo.jobs.pop() {
-            let (id, decoded) = match job {
-                Ok((id, payload)) => (id, postcard::from_bytes::<W::Job>(payload)),
-                Err(e) => shared.protocol_failure(&e.to_string()),
-            };
+        if let Some(next) = shared.next_job::<W::Job>() {
+            queue_dry = !next.more;
+            handed_out = next.handed_out;
             if unsent_results {
                 // This job may run long: results already done must not wait for it.
                 shared.arm_flusher();
             }
-            let large_frames = todo.jobs.last_frame_bytes() >= READ_AHEAD_FRAME_BYTES;
+            let large_frames = next.frame_bytes >= READ_AHEAD_FRAME_BYTES;
             if large_frames != shared.channel.reads_ahead() {
                 shared.channel.set_read_ahead(large_frames);
             }
             work_started += 1;
             shared.channel.set_current_work(work_started);
-            let failure = run_job(&mut state, &worker, id, decoded).await;
+            let failure = run_job(&mut state, &worker, next.id, next.job).await;
             shared.channel.set_current_work(NO_WORK);
             // Send results every half frame of jobs: the master refills while the rest
             // run, so the next frame is here before the queue runs dry. Small frames
             // (a window still opening, one job per message in the distributed mode)
             // are answered when the queue runs dry, in one frame.
-            let handed_out = todo.jobs.handed_out_bytes();
             let done = handed_out - sent_at;
-            if done >= SEND_EVERY_MIN_BYTES && done >= todo.jobs.last_frame_bytes() as u64 / 2 {
+            if done >= SEND_EVERY_MIN_BYTES && done >= next.frame_bytes as u64 / 2 {
                 shared.flush_results();
                 sent_at = handed_out;
                 unsent_results = false;
@@ -252,11 +248,12 @@ async fn job_loop<W: JobWorker>(
             if let Some(failure) = failure {
                 if crash_on_error {
                     shared.flush_results();
-                    shared.crash(format!("job {id} failed: {failure}"));
+                    shared.crash(format!("job {} failed: {failure}", next.id));
                 }
             }
             continue;
         }
+        queue_dry = true;
         if todo.stopping {
             break;
         }
@@ -264,7 +261,7 @@ async fn job_loop<W: JobWorker>(
         // channel itself unless the watchdog is reading it.
         shared.flush_results();
         unsent_results = false;
-        sent_at = todo.jobs.handed_out_bytes();
+        sent_at = handed_out;
         if !todo.wait_for_frame(&shared).await {
             break;
         }
@@ -275,11 +272,10 @@ async fn job_loop<W: JobWorker>(
     EXIT_OK
 }
 
-/// What the job thread has to do, and where more comes from.
+/// What the job thread has to do besides jobs, and where more comes from.
 struct Todo {
     /// Frames the watchdog read while the job thread was busy.
     inbox: mpsc::UnboundedReceiver<Inbox>,
-    jobs: JobQueue,
     messages: VecDeque<Message>,
     stopping: bool,
 }
@@ -287,7 +283,8 @@ struct Todo {
 impl Todo {
     fn accept(&mut self, item: Inbox) {
         match item {
-            Inbox::Jobs(body) => self.jobs.push_frame(body),
+            // Already queued by whoever read the frame.
+            Inbox::Jobs => {}
             Inbox::Message(message) => self.messages.push_back(message),
             Inbox::Stop => self.stopping = true,
             Inbox::ChannelFree => {}
@@ -354,16 +351,12 @@ async fn run_job<W: JobWorker>(
     state: &mut W,
     worker: &Worker,
     id: u64,
-    decoded: Result<W::Job, postcard::Error>,
+    decoded: Result<W::Job, String>,
 ) -> Option<String> {
     let shared = &worker.shared;
     let job = match decoded {
         Ok(job) => job,
-        Err(e) => {
-            let error = format!(
-                "could not decode the job as `{}`: {e}",
-                std::any::type_name::<W::Job>()
-            );
+        Err(error) => {
             shared.finish_failure(id, &error);
             return Some(error);
         }

@@ -14,53 +14,69 @@ where
     O: DeserializeOwned + Send + 'static,
 {
     /// Hands ready jobs to the run queue, if there is one, then to workers fed their
-    /// own jobs that have room in their window; then stages jobs in their lanes.
+    /// own jobs that have room in their window; then stages jobs in their lanes. When
+    /// nothing is ready and a worker idles, asks for the jobs others have not started.
     pub(in crate::master) fn dispatch(&mut self) {
         if self.accounts.ledger.ready() > 0 {
             self.fill_run_queue();
-        }
-        if self.accounts.ledger.ready() == 0 && !self.feeding.staging {
-            return;
         }
         let ready = self.workers.ready_to_feed();
         if ready.is_empty() {
             return;
         }
-        self.feeding.round_robin = self.feeding.round_robin.wrapping_add(1);
-        self.fill_windows(&ready);
-        // A worker must not idle while jobs wait staged for a busy one (the
-        // classic prefetch starvation): staged jobs come back and are shared again.
-        if self.accounts.ledger.ready() == 0
-            && self.feeding.staging
-            && ready
-                .iter()
-                .any(|id| self.accounts.ledger.in_flight_on(*id) == 0)
-        {
-            self.reclaim_staged();
+        if self.accounts.ledger.ready() > 0 || self.feeding.staging {
+            self.feeding.round_robin = self.feeding.round_robin.wrapping_add(1);
             self.fill_windows(&ready);
+            // A worker must not idle while jobs wait staged for a busy one (the
+            // classic prefetch starvation): staged jobs come back and are shared again.
+            if self.accounts.ledger.ready() == 0
+                && self.feeding.staging
+                && ready
+                    .iter()
+                    .any(|id| self.accounts.ledger.in_flight_on(*id) == 0)
+            {
+                self.reclaim_staged();
+                self.fill_windows(&ready);
+            }
+            self.fill_lanes(&ready);
         }
-        self.fill_lanes(&ready);
+        self.ask_for_unstarted_jobs(&ready);
     }
 
-    /// Gives each ready worker what its window has room for.
+    /// Gives each ready worker what its window has room for, taking turns. When fewer
+    /// jobs are ready than the windows have room for, they are shared evenly, idle
+    /// workers first: the last jobs of a run, or those given back, must not all go to
+    /// one worker while another has nothing.
     fn fill_windows(&mut self, ready: &[u64]) {
+        let mut rooms = Vec::with_capacity(ready.len());
         for k in 0..ready.len() {
-            if self.accounts.ledger.ready() == 0 {
-                return;
-            }
             let worker_id = ready[(self.feeding.round_robin + k) % ready.len()];
             let Some(slot) = self.workers.slots.get(&worker_id) else {
                 continue;
             };
-            let mut room = slot
-                .pacer
-                .room(self.accounts.ledger.in_flight_on(worker_id));
+            let in_flight = self.accounts.ledger.in_flight_on(worker_id);
+            let mut room = slot.pacer.room(in_flight);
             if let Some(limit) = self.settings.max_jobs_per_worker {
                 room = room.min(limit.saturating_sub(slot.dispatched) as usize);
             }
             if room > 0 {
-                self.send_batch(worker_id, room);
+                rooms.push((worker_id, room, in_flight));
             }
+        }
+        let total_room: usize = rooms.iter().map(|(_, room, _)| room).sum();
+        let waiting = self.accounts.ledger.ready();
+        let share = match waiting < total_room {
+            true => waiting.div_ceil(rooms.len().max(1)),
+            false => usize::MAX,
+        };
+        if share != usize::MAX {
+            rooms.sort_by_key(|(_, _, in_flight)| *in_flight);
+        }
+        for (worker_id, room, _) in rooms {
+            if self.accounts.ledger.ready() == 0 {
+                return;
+            }
+            self.send_batch(worker_id, room.min(share));
         }
     }
 

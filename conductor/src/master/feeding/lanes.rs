@@ -3,6 +3,7 @@
 //! Staged jobs never left the master: they come back uncharged for an idle worker,
 //! and when their worker stops or the run winds down.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -40,12 +41,31 @@ where
                 wanting.push((worker_id, lane.clone(), target - jobs, slot.pacer.room(0)));
             }
         }
-        let share = (self.accounts.ledger.ready() / wanting.len().max(1)).max(1);
+        let total_wanted: usize = wanting.iter().map(|(_, _, wanted, _)| wanted).sum();
+        if self.accounts.ledger.ready() < total_wanted {
+            self.deal_out(wanting);
+            return;
+        }
         for (worker_id, lane, wanted, frame_jobs) in wanting {
-            if self.accounts.ledger.ready() == 0 {
-                break;
+            self.stage(worker_id, &lane, wanted, frame_jobs);
+        }
+    }
+
+    /// Stages the few ready jobs one frame per lane in turn, like cards: each worker's
+    /// next jobs are then the oldest left, and whichever worker is free first starts
+    /// them, so jobs start close to submission order (a lane taking its share at once
+    /// let the last jobs start before the middle ones).
+    fn deal_out(&mut self, mut wanting: Vec<(u64, Arc<Lane>, usize, usize)>) {
+        while self.accounts.ledger.ready() > 0 && !wanting.is_empty() {
+            for (worker_id, lane, wanted, frame_jobs) in wanting.iter_mut() {
+                if self.accounts.ledger.ready() == 0 {
+                    return;
+                }
+                let jobs = (*frame_jobs).min(*wanted).max(1);
+                self.stage(*worker_id, lane, jobs, jobs);
+                *wanted -= jobs.min(*wanted);
             }
-            self.stage(worker_id, &lane, wanted.min(share), frame_jobs);
+            wanting.retain(|(_, _, wanted, _)| *wanted > 0);
         }
     }
 

@@ -6,11 +6,13 @@
 //!   finished);
 //! - [`dispatch`]: batches to workers with room in their window, taking turns, or to
 //!   the run queue;
+//! - [`give_back`]: jobs received but not started come back for an idle worker;
 //! - [`lanes`]: jobs staged at the master's end of a fixed-window worker's link, and
 //!   the answers that wait there for the run loop;
 //! - [`pacer`]: each worker's window, from how long its jobs take.
 
 mod dispatch;
+mod give_back;
 mod lanes;
 pub(super) mod pacer;
 mod source;

@@ -49,7 +49,12 @@ pub(super) struct WorkerSlot {
     pub kill_reason: Option<String>,
     /// Joined from elsewhere: no process of ours, so it cannot be killed or waited for.
     pub remote: bool,
+    /// When the master last heard from it: any frame, a heartbeat at least.
     pub last_seen: Instant,
+    /// Asked to give back the jobs it has not started; the answer has not come.
+    pub giving_back: bool,
+    /// Its (answers, dispatched) when last asked: asked again only once they change.
+    pub asked_back: Option<(u64, u64)>,
 }
 
 impl WorkerSlot {
@@ -68,6 +73,8 @@ impl WorkerSlot {
             kill_reason: None,
             remote: false,
             last_seen: Instant::now(),
+            giving_back: false,
+            asked_back: None,
         }
     }
 
@@ -101,6 +108,9 @@ pub(super) struct Workers {
     spawn_retry_at: Option<Instant>,
     /// Remote workers taken for gone after a silence; they may come back.
     silent: BTreeSet<u64>,
+    /// The most workers of ours the system lets this run have, once a start was
+    /// refused a process, a thread or a file.
+    cap: Option<usize>,
 }
 
 impl Default for Workers {
@@ -114,6 +124,7 @@ impl Default for Workers {
             last_death: String::new(),
             spawn_retry_at: None,
             silent: BTreeSet::new(),
+            cap: None,
         }
     }
 }
