@@ -22,7 +22,7 @@ use crate::lookup;
 use crate::master::{default_key, Journal, KeyFn, RunInput, RunThread};
 use crate::report::Report;
 use crate::running::Running;
-use crate::settings::{Backend, DispatchSettings, Settings};
+use crate::settings::{Backend, DispatchSettings, Settings, DEFAULT_LIVENESS_TIMEOUT};
 use crate::wire::DEFAULT_MAX_FRAME_BYTES;
 use crate::worker::NamedWorker;
 
@@ -74,6 +74,7 @@ where
                 logging: true,
                 stats_interval: Duration::from_secs(5),
                 job_timeout: None,
+                liveness_timeout: Some(DEFAULT_LIVENESS_TIMEOUT),
                 startup_timeout: Duration::from_secs(30),
                 max_attempts: 3,
                 dispatch: DispatchSettings::default(),
@@ -157,6 +158,28 @@ where
     /// replaced, and the job counts an attempt. Off by default.
     pub fn job_timeout(mut self, timeout: Duration) -> Self {
         self.settings.job_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a worker that holds jobs may stay silent before it is taken for dead
+    /// (default 10 s; `None` turns the check off). A thread beside the job says the
+    /// process is alive several times within this bound, so a long job in a live
+    /// worker never trips it; a stopped or frozen process, or one stuck in the middle
+    /// of a frame, does: it is killed, and its jobs run again elsewhere, the one it was
+    /// running counting an attempt. Unlike [`Conductor::job_timeout`], it needs no
+    /// guess of how long a job may take.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # #[conductor::worker(type = "doc_liveness")]
+    /// # fn work(job: u32) -> anyhow::Result<u32> { Ok(job) }
+    /// let patient = conductor::Conductor::<u32, u32>::new("doc_liveness")
+    ///     .liveness_timeout(Duration::from_secs(30))
+    ///     .jobs(0..10);
+    /// let unchecked = conductor::Conductor::<u32, u32>::new("doc_liveness").liveness_timeout(None);
+    /// ```
+    pub fn liveness_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.settings.liveness_timeout = timeout.into().map(|t| t.max(Duration::from_millis(100)));
         self
     }
 

@@ -159,6 +159,15 @@ impl Error {
         matches!(self.0.kind, Kind::CrashLoop { .. })
     }
 
+    /// The limit the system hit, in words, when a worker could not be started for want
+    /// of a process, a thread or a file.
+    pub(crate) fn exhausted_resource(&self) -> Option<String> {
+        match &self.0.kind {
+            Kind::Spawn(e) if crate::limits::is_exhausted(e) => Some(crate::limits::explain(e)),
+            _ => None,
+        }
+    }
+
     /// A worker process could not be started.
     pub fn is_spawn(&self) -> bool {
         matches!(self.0.kind, Kind::Spawn(_))

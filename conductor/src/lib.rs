@@ -125,6 +125,7 @@ mod error;
 mod event;
 mod handle;
 mod jobs;
+mod limits;
 mod lookup;
 mod master;
 mod message;

@@ -25,13 +25,19 @@ pub fn dispatch_role() {
     crate::boot::dispatch_role();
 }
 
-/// Builds the master's multi-thread tokio runtime and runs `future` on it.
+/// Builds the master's multi-thread tokio runtime and runs `future` on it. A system
+/// that refuses the runtime its threads or files ends the program with the limit
+/// named, and exit code 1.
 pub fn block_on_main<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("conductor: cannot build the tokio runtime")
-        .block_on(future)
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let runtime = crate::limits::build_runtime(builder.enable_all(), |e| {
+        eprintln!(
+            "conductor: cannot start the program's runtime: {}",
+            crate::limits::explain(&e)
+        );
+        std::process::exit(1)
+    });
+    runtime.block_on(future)
 }
 
 /// The body of the test that [`crate::test_support!`] adds: a worker started by a

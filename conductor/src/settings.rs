@@ -3,6 +3,18 @@
 
 use std::time::Duration;
 
+/// How long a worker holding jobs may stay silent, unless the conductor says otherwise.
+pub(crate) const DEFAULT_LIVENESS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a worker says it is alive: five times within the liveness bound, so a
+/// late heartbeat or two on a loaded machine is no death; at most once a second.
+pub(crate) fn heartbeat_every(liveness: Option<Duration>) -> Duration {
+    match liveness {
+        Some(bound) => (bound / 5).clamp(Duration::from_millis(20), Duration::from_secs(1)),
+        None => Duration::from_secs(1),
+    }
+}
+
 /// Everything a conductor was configured with.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -12,6 +24,8 @@ pub(crate) struct Settings {
     pub logging: bool,
     pub stats_interval: Duration,
     pub job_timeout: Option<Duration>,
+    /// A worker holding jobs that sends nothing for this long is taken for dead.
+    pub liveness_timeout: Option<Duration>,
     pub startup_timeout: Duration,
     pub max_attempts: u32,
     pub dispatch: DispatchSettings,

@@ -114,8 +114,16 @@ fn die_with_master() {
     };
     #[cfg(target_os = "linux")]
     {
+        use crate::worker::exit::{
+            end_group_on_master_death, leads_its_group, master_death_signal,
+        };
+        // A worker that leads its group takes the processes its jobs started along.
+        let signal = match leads_its_group() && end_group_on_master_death().is_ok() {
+            true => master_death_signal(),
+            false => libc::SIGKILL,
+        };
         // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and nothing else.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal) };
     }
     // The master may have died before the line above: this process then has a new
     // parent, and no signal would ever come.

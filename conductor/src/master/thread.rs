@@ -58,7 +58,10 @@ impl<J: Send + 'static> RunThread<J> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| Error::usage(format!("conductor cannot build its runtime: {e}")))?;
+            .map_err(|e| {
+                let e = crate::limits::explain(&e);
+                Error::usage(format!("conductor cannot build its runtime: {e}"))
+            })?;
         let thread = std::thread::Builder::new()
             .name("conductor-master".into())
             .spawn(move || {
@@ -85,7 +88,10 @@ impl<J: Send + 'static> RunThread<J> {
                     let _ = report_tx.send(result);
                 }
             })
-            .map_err(|e| Error::usage(format!("conductor cannot start its thread: {e}")))?;
+            .map_err(|e| {
+                let e = crate::limits::explain(&e);
+                Error::usage(format!("conductor cannot start its thread: {e}"))
+            })?;
         Ok(RunThread {
             report: Some(report),
             keep_going,

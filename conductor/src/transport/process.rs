@@ -109,7 +109,7 @@ pub(crate) async fn spawn_worker(
         runtime: tokio::runtime::Handle::current(),
         reply,
     };
-    spawner()
+    spawner()?
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .send(request)
@@ -170,27 +170,31 @@ fn above_stdio(stream: UnixStream) -> io::Result<UnixStream> {
     Ok(unsafe { UnixStream::from_raw_fd(fd) })
 }
 
-/// The one long-lived thread that forks every worker.
-fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
+/// The one long-lived thread that forks every worker; an error if the system refuses
+/// it (the next start tries again).
+fn spawner() -> io::Result<&'static Mutex<mpsc::Sender<SpawnRequest>>> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("conductor-spawner".into())
-            .spawn(move || {
-                for request in rx {
-                    let _runtime = request.runtime.enter();
-                    let mut command = tokio::process::Command::from(request.command);
-                    command.kill_on_drop(true);
-                    let spawned = command.spawn();
-                    // Closes our copy of the worker's end of its channel.
-                    drop(command);
-                    let _ = request.reply.send(spawned);
-                }
-            })
-            .expect("conductor cannot start its spawner thread");
-        Mutex::new(tx)
-    })
+    if let Some(spawner) = SPAWNER.get() {
+        return Ok(spawner);
+    }
+    let (tx, rx) = mpsc::channel::<SpawnRequest>();
+    let started = std::thread::Builder::new()
+        .name("conductor-spawner".into())
+        .spawn(move || {
+            for request in rx {
+                let _runtime = request.runtime.enter();
+                let mut command = tokio::process::Command::from(request.command);
+                command.kill_on_drop(true);
+                let spawned = command.spawn();
+                // Closes our copy of the worker's end of its channel.
+                drop(command);
+                let _ = request.reply.send(spawned);
+            }
+        });
+    started?;
+    // Two conductors may race here: the loser's sender is dropped, so its thread ends
+    // at once, having started nothing.
+    Ok(SPAWNER.get_or_init(|| Mutex::new(tx)))
 }
 
 /// Waits for a worker process to end (or kills it when `kill` is notified), then for
@@ -203,6 +207,7 @@ pub(crate) async fn watch_exit(
     kill: Arc<Notify>,
     to_master: async_mpsc::UnboundedSender<FromWorker>,
 ) {
+    let _group = GroupReaper(child.id());
     let status = tokio::select! {
         status = child.wait() => status,
         _ = kill.notified() => {
@@ -215,6 +220,25 @@ pub(crate) async fn watch_exit(
         worker_id,
         event: WorkerEvent::Exited(status),
     });
+}
+
+/// Ends what is left of a worker's process group when dropped: once the worker has
+/// exited (its job code's processes must not outlive it, holding our stdout open),
+/// or when the run is torn down while it runs. Each worker leads a group of its own
+/// (see [`spawn_worker`]), so the group is the worker and what its jobs started.
+struct GroupReaper(Option<u32>);
+
+impl Drop for GroupReaper {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.and_then(|pid| libc::pid_t::try_from(pid).ok()) else {
+            return;
+        };
+        if pid > 1 {
+            // SAFETY: kill takes a pid and a signal; a negative pid names a group, here
+            // the one the worker leads. A group already empty is no error worth a word.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Forwards a worker's output to `sink`, line by line.

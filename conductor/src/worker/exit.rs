@@ -38,6 +38,53 @@ pub(crate) fn exit_worker(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// Whether this worker leads a process group of its own, as a worker its master
+/// started does: the processes its job code starts are then in that group, and go
+/// with it. A worker started by hand shares its shell's group, which is not ours to end.
+pub(crate) fn leads_its_group() -> bool {
+    // SAFETY: getpgrp and getpid cannot fail.
+    unsafe { libc::getpgrp() == libc::getpid() }
+}
+
+/// Ends this worker and every process its job code started (the whole group it leads),
+/// when no master is left to do it.
+pub(crate) fn end_with_group(code: i32) -> ! {
+    if leads_its_group() {
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        // SAFETY: kill takes a pid and a signal; 0 is this process's own group.
+        unsafe { libc::kill(0, libc::SIGKILL) };
+    }
+    exit_worker(code)
+}
+
+/// The signal the kernel sends a worker when its master dies: caught, so that the
+/// worker takes the processes its job code started along (a plain SIGKILL would leave
+/// them running, holding the master's stdout open).
+#[cfg(target_os = "linux")]
+pub(crate) fn master_death_signal() -> libc::c_int {
+    libc::SIGRTMAX() - 3
+}
+
+/// Has [`master_death_signal`] end the worker's whole process group.
+#[cfg(target_os = "linux")]
+pub(crate) fn end_group_on_master_death() -> std::io::Result<()> {
+    extern "C" fn on_master_death(_: libc::c_int) {
+        // SAFETY: kill is async-signal-safe; 0 is this process's own group.
+        unsafe { libc::kill(0, libc::SIGKILL) };
+    }
+    let handler: extern "C" fn(libc::c_int) = on_master_death;
+    // SAFETY: a zeroed sigaction with a valid handler and an empty mask.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(master_death_signal(), &action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Whether the process is already on its way out (a closed channel is then no news).
 pub(crate) fn is_exiting() -> bool {
     EXITING.load(Ordering::SeqCst)

@@ -16,13 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::channel::MasterChannel;
 use super::counters::StatsBook;
 use super::exit::{
-    exit_worker, is_exiting, EXIT_ABORTED, EXIT_CRASHED, EXIT_MASTER_GONE, EXIT_PROTOCOL,
+    end_with_group, exit_worker, is_exiting, EXIT_ABORTED, EXIT_CRASHED, EXIT_MASTER_GONE,
+    EXIT_PROTOCOL, EXIT_SETUP,
 };
 use crate::error::Error;
 use crate::message::{Message, Responder};
 use crate::wire::{
-    control_frame, decode_control, read_frame, BatchWriter, Frame, ReplyResult, Request, ToMaster,
-    ToWorker, WorkerConfig,
+    control_frame, decode_control, read_frame, BatchWriter, Frame, JobQueue, ReplyResult, Request,
+    ToMaster, ToWorker, WorkerConfig,
 };
 
 /// The longest a finished job's result waits in the worker before it is sent.
@@ -50,6 +51,23 @@ pub(crate) struct WorkerShared {
     /// Cleared, under the results lock, only by the flusher.
     flusher_armed: AtomicBool,
     pub(super) current_job: AtomicU64,
+    /// Jobs received and not yet started. Whoever reads a jobs frame queues it here,
+    /// and the job thread takes one job at a time under the lock, so a `GiveBack` read
+    /// while a job runs hands back exactly the jobs that will never start here.
+    jobs: Mutex<JobQueue>,
+    heartbeat: Duration,
+}
+
+/// The next job the job thread runs, and what it needs to know of the queue.
+pub(super) struct NextJob<J> {
+    pub id: u64,
+    pub job: Result<J, String>,
+    /// More jobs wait behind this one.
+    pub more: bool,
+    /// Bytes of the last jobs frame received: how much the master sends at once.
+    pub frame_bytes: usize,
+    /// Bytes of jobs handed out so far, this one included.
+    pub handed_out: u64,
 }
 
 struct ResultBuffer {
@@ -59,7 +77,8 @@ struct ResultBuffer {
 
 /// What the watchdog hands to the job thread, or what a frame asks of it.
 pub(super) enum Inbox {
-    Jobs(Bytes),
+    /// Jobs were queued (in [`WorkerShared::next_job`]'s queue).
+    Jobs,
     Message(Message),
     Stop,
     /// The watchdog has handed the channel back.
@@ -82,11 +101,30 @@ pub(super) fn watchdog_loop(shared: &Arc<WorkerShared>, inbox: mpsc::UnboundedSe
     );
 }
 
+/// Says the process is alive every heartbeat, and rolls the stats every `interval`.
+/// It runs beside the job, so a long job never looks like a dead worker; a stopped or
+/// frozen process stops both.
 pub(super) fn stats_loop(shared: &WorkerShared, interval: Duration) {
+    let start = Instant::now();
+    let (mut next_roll, mut next_beat) = (start + interval, start + shared.heartbeat);
     loop {
-        std::thread::sleep(interval);
-        if shared.monitoring.load(Ordering::Relaxed) {
-            shared.send_control(&ToMaster::Stats(shared.stats.roll()));
+        std::thread::sleep(
+            next_roll
+                .min(next_beat)
+                .saturating_duration_since(Instant::now()),
+        );
+        let now = Instant::now();
+        if now >= next_roll {
+            next_roll = now + interval;
+            if shared.monitoring.load(Ordering::Relaxed) {
+                shared.send_control(&ToMaster::Stats(shared.stats.roll()));
+                next_beat = now + shared.heartbeat;
+                continue;
+            }
+        }
+        if now >= next_beat {
+            shared.send_control(&ToMaster::Heartbeat);
+            next_beat = now + shared.heartbeat;
         }
     }
 }
@@ -152,7 +190,36 @@ impl WorkerShared {
             flusher_armed: AtomicBool::new(false),
             results_waiting: Condvar::new(),
             current_job: AtomicU64::new(NO_JOB),
+            jobs: Mutex::new(JobQueue::default()),
+            heartbeat: Duration::from_millis(config.heartbeat_ms.max(1)),
         }
+    }
+
+    /// Takes the next job received, decoded as `J`; `None` when none waits.
+    pub(super) fn next_job<J: serde::de::DeserializeOwned>(&self) -> Option<NextJob<J>> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let (id, job) = match jobs.pop()? {
+            Ok((id, payload)) => (
+                id,
+                postcard::from_bytes::<J>(payload).map_err(|e| {
+                    format!(
+                        "could not decode the job as `{}`: {e}",
+                        std::any::type_name::<J>()
+                    )
+                }),
+            ),
+            Err(e) => {
+                drop(jobs);
+                self.protocol_failure(&e.to_string())
+            }
+        };
+        Some(NextJob {
+            id,
+            job,
+            more: !jobs.is_empty(),
+            frame_bytes: jobs.last_frame_bytes(),
+            handed_out: jobs.handed_out_bytes(),
+        })
     }
 
     /// Reads one frame from the master; exits the process when it is gone.
@@ -168,7 +235,13 @@ impl WorkerShared {
     /// the process; what the job thread must run comes back.
     pub(super) fn route(self: &Arc<Self>, body: Bytes) -> Option<Inbox> {
         let payload = match Frame::parse(body) {
-            Ok(Frame::Jobs(body)) => return Some(Inbox::Jobs(body)),
+            Ok(Frame::Jobs(body)) => {
+                self.jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push_frame(body);
+                return Some(Inbox::Jobs);
+            }
             Ok(Frame::Control(payload)) => payload,
             Ok(Frame::Results(_)) => self.protocol_failure("the master sent a results frame"),
             Err(e) => self.protocol_failure(&e.to_string()),
@@ -198,6 +271,15 @@ impl WorkerShared {
             Ok(ToWorker::Abort) => {
                 self.log(format_args!("aborted by the master"));
                 exit_worker(EXIT_ABORTED);
+            }
+            Ok(ToWorker::GiveBack) => {
+                let jobs = self
+                    .jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take_unstarted();
+                self.send_control(&ToMaster::GaveBack { jobs });
+                None
             }
             Ok(ToWorker::Config(_)) => self.protocol_failure("a second handshake"),
             Err(e) => self.protocol_failure(&e.to_string()),
@@ -331,12 +413,24 @@ impl WorkerShared {
         exit_worker(EXIT_CRASHED)
     }
 
+    /// The system refused this worker a thread or a file it needs: tells the master
+    /// which limit, so it goes on with the workers it has, and exits.
+    pub(super) fn limit_reached(&self, reason: &str) -> ! {
+        eprintln!("conductor worker {}: {reason}", self.id);
+        self.send_control(&ToMaster::LimitReached {
+            reason: reason.to_string(),
+        });
+        exit_worker(EXIT_SETUP)
+    }
+
     fn master_gone(&self) -> ! {
         // The channel also closes when this process is already on its way out.
-        if !is_exiting() {
-            self.log(format_args!("the master is gone; exiting"));
+        if is_exiting() {
+            exit_worker(EXIT_MASTER_GONE)
         }
-        exit_worker(EXIT_MASTER_GONE)
+        self.log(format_args!("the master is gone; exiting"));
+        // Nobody is left to end what the job code started.
+        end_with_group(EXIT_MASTER_GONE)
     }
 
     pub(super) fn protocol_failure(&self, what: &str) -> ! {

@@ -1,5 +1,7 @@
-//! Deadlines, checked on every tick: a worker that does not start in time, a job that
-//! runs past its timeout, a remote worker gone silent, and the end of a stop's grace.
+//! Deadlines, checked on every tick: a worker that does not start in time, one that
+//! holds jobs and says nothing (not even the heartbeat a thread beside its job sends:
+//! stopped, frozen, or stuck mid-frame), a job that runs past its timeout, a remote
+//! worker gone silent, and the end of a stop's grace.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,17 @@ where
                         format!("did not start within {:?}", self.settings.startup_timeout),
                     ));
                 }
+                SlotState::Ready | SlotState::Stopping if self.is_silent(slot, worker_id, now) => {
+                    let silence = now - slot.last_seen;
+                    overdue.push((
+                        worker_id,
+                        format!(
+                            "sent nothing for {:.1} s while holding jobs (stopped, frozen, \
+                             or stuck in the middle of a frame)",
+                            silence.as_secs_f64()
+                        ),
+                    ));
+                }
                 SlotState::Ready => {
                     let Some(timeout) = self.settings.job_timeout else {
                         continue;
@@ -60,6 +73,17 @@ where
             log!(self, warn, worker_id, "killing worker: it {reason}");
             self.kill_worker(worker_id, reason, Blame::Oldest);
         }
+    }
+
+    /// Whether one of our workers holds jobs and has said nothing, not even a heartbeat,
+    /// for longer than the liveness bound. Remote workers have their own rule.
+    fn is_silent(&self, slot: &super::WorkerSlot, worker_id: u64, now: Instant) -> bool {
+        let Some(bound) = self.settings.liveness_timeout else {
+            return false;
+        };
+        !slot.remote
+            && now - slot.last_seen > bound
+            && self.accounts.ledger.in_flight_on(worker_id) > 0
     }
 
     /// Remote workers silent for too long are let go. Not a crash (the network, or the

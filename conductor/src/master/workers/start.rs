@@ -11,6 +11,7 @@ use super::{SlotState, WorkerSlot};
 use crate::error::Error;
 use crate::event::Event;
 use crate::master::Master;
+use crate::settings::heartbeat_every;
 use crate::transport::process::OutputSink;
 use crate::transport::{Feed, WorkerSpec};
 use crate::wire::{control_frame, ToWorker, WorkerConfig, PROTOCOL_VERSION};
@@ -38,6 +39,7 @@ where
                 .worker_limit
                 .min(self.accounts.ledger.outstanding())
         };
+        let desired = desired.min(self.workers.cap.unwrap_or(usize::MAX));
         if self
             .workers
             .spawn_retry_at
@@ -47,6 +49,10 @@ where
         }
         for up in alive..desired {
             if let Err(e) = self.spawn_worker().await {
+                if let Some(reason) = e.exhausted_resource() {
+                    self.on_limit_reached(None, &format!("could not start a worker: {reason}"));
+                    return;
+                }
                 log!(self, error, "could not start a worker: {e}");
                 // With other workers up, try again a little later; with none, nothing
                 // would ever run.
@@ -108,6 +114,7 @@ where
             max_frame_bytes: self.settings.max_frame_bytes as u64,
             logging: self.settings.logging,
             crash_on_job_error: self.settings.crash_on_job_error,
+            heartbeat_ms: heartbeat_every(self.settings.liveness_timeout).as_millis() as u64,
         }
     }
 
@@ -170,6 +177,40 @@ where
             self.on_exit(worker_id, Err(std::io::Error::other(message)));
         } else {
             self.fail(Error::remote(message));
+        }
+    }
+
+    /// The system refused a worker (`worker_id`, or one not started at all) a process,
+    /// a thread or a file: the run goes on with the workers it has, and says so once;
+    /// with none, it fails with the limit named.
+    pub(in crate::master) fn on_limit_reached(&mut self, worker_id: Option<u64>, reason: &str) {
+        if let Some(slot) = worker_id.and_then(|id| self.workers.slots.get_mut(&id)) {
+            slot.crash = Some((reason.to_string(), None));
+        }
+        let others = self
+            .workers
+            .slots
+            .iter()
+            .filter(|(id, w)| {
+                Some(**id) != worker_id
+                    && !w.remote
+                    && w.crash.is_none()
+                    && matches!(w.state, SlotState::Starting(_) | SlotState::Ready)
+            })
+            .count();
+        if others == 0 {
+            let error = std::io::Error::other(format!("no worker could start: {reason}"));
+            self.fail(Error::new(crate::error::Kind::Spawn(error)));
+            return;
+        }
+        if self.workers.cap.is_none_or(|cap| others < cap) {
+            // Said whatever the logging: the run is slower than asked, and the user can
+            // raise the limit.
+            eprintln!(
+                "conductor: going on with {others} of {} workers: {reason}",
+                self.settings.worker_limit
+            );
+            self.workers.cap = Some(others);
         }
     }
 

@@ -316,6 +316,8 @@ impl Bridge {
                 Some(&crate::wire::KIND_RESULTS) => self.store_results(body).await,
                 _ => {
                     match body.get(1..).map(decode_control::<ToMaster>) {
+                        // The bridge says it is alive itself, for the whole process.
+                        Some(Ok(ToMaster::Heartbeat)) => continue,
                         Some(Ok(ToMaster::Bye | ToMaster::Crash { .. })) => {
                             self.stopping
                                 .store(true, std::sync::atomic::Ordering::Relaxed);
