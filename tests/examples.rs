@@ -88,3 +88,23 @@ fn messages_go_both_ways() {
         "{stdout}"
     );
 }
+
+/// Ten jobs whose 6th and 7th take 300 ms: the two long ones run side by side, so the
+/// batch takes about one long job's time (the ideal), not two.
+#[test]
+fn uneven_jobs_finish_close_to_the_ideal_schedule() {
+    let path = common::example_path("uneven");
+    let output = Command::new(&path)
+        .args(["--case", "two-long"])
+        .output()
+        .expect("the uneven example runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let ratio: f64 = stdout
+        .split("\"ratio\":")
+        .nth(1)
+        .and_then(|rest| rest.trim_end_matches(['}', '\n']).parse().ok())
+        .unwrap_or_else(|| panic!("no ratio in {stdout}"));
+    // Two long jobs one after the other would be 2.0.
+    assert!(ratio < 1.5, "{ratio}× the ideal: {stdout}");
+}
