@@ -104,6 +104,8 @@ where
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let events_due = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(events_due);
+        let recheck_due = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(recheck_due);
         loop {
             master.check_signals();
             master.drain_lanes();
@@ -133,6 +135,10 @@ where
             let ending = master.ending.phase != Phase::Running && master.workers.slots.is_empty();
             if let Some(due) = master.events.flush(ending).await {
                 events_due.as_mut().reset(due.into());
+            }
+            let recheck = master.feeding.recheck_at;
+            if let Some(due) = recheck {
+                recheck_due.as_mut().reset(due.into());
             }
             if ending {
                 // Results stored by workers that already left may still be on their way.
@@ -165,6 +171,8 @@ where
                     }
                 }
                 _ = &mut events_due, if master.events.waiting() => {}
+                // A busy worker's running job is now old enough: dispatch looks again.
+                _ = &mut recheck_due, if recheck.is_some() => {}
                 _ = tick.tick() => {
                     // Hear out what already arrived, so no deadline is judged on stale news.
                     while let Ok(event) = inbox_rx.try_recv() {

@@ -27,4 +27,7 @@ pub(super) struct Feeding {
     round_robin: usize,
     /// Some lane holds staged jobs, so answers may wait there for the run loop.
     staging: bool,
+    /// When to look again at a busy worker whose jobs an idle one could take, once its
+    /// running job has run long enough to be worth a give-back.
+    pub(super) recheck_at: Option<std::time::Instant>,
 }

@@ -72,6 +72,11 @@ impl Pacer {
         self.window = wanted.clamp(1, MAX_WINDOW).min(self.window * 4);
     }
 
+    /// The running estimate of how long a job takes on this worker.
+    pub fn per_job(&self) -> Option<Duration> {
+        self.per_job.map(Duration::from_secs_f64)
+    }
+
     pub fn window(&self) -> usize {
         self.window
     }
