@@ -288,3 +288,65 @@ fn a_killed_master_leaves_no_process_holding_its_stdout() {
         killed_at.elapsed()
     );
 }
+
+#[conductor::worker(type = "tenth_of_a_second")]
+fn tenth_of_a_second(job: u32) -> anyhow::Result<u32> {
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(job)
+}
+
+/// Runs as a master in a child process for the test below.
+#[tokio::test]
+async fn stopped_test_master() {
+    if std::env::var_os("STOPPED_TEST_MASTER").is_none() {
+        return;
+    }
+    let running = Conductor::<u32, u32>::new("tenth_of_a_second")
+        .worker_limit(2)
+        .logging(false)
+        .liveness_timeout(Duration::from_secs(1))
+        .jobs(0..30)
+        .start()
+        .unwrap();
+    println!("RUNNING");
+    let (crashes, report) = run_to_end(running).await;
+    println!("CRASHES {} COMPLETED {}", crashes.len(), report.completed());
+}
+
+/// A master stopped longer than the liveness bound (Ctrl-Z, a suspended laptop) finds
+/// its workers silent when it resumes: the silence was its own, and nobody is killed.
+#[test]
+fn a_master_stopped_for_a_while_does_not_take_its_workers_for_dead() {
+    let mut master = Command::new(std::env::current_exe().unwrap())
+        .args(["stopped_test_master", "--exact", "--nocapture"])
+        .env("STOPPED_TEST_MASTER", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(master.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("RUNNING") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the master ended early"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = master.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    master.wait().unwrap();
+    assert!(rest.contains("CRASHES 0 COMPLETED 30"), "{rest}");
+}

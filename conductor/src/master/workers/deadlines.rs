@@ -12,6 +12,10 @@ use crate::master::ending::Phase;
 use crate::master::ledger::Blame;
 use crate::master::Master;
 
+/// A gap this long between two checks of the deadlines (checked every 50 ms) means
+/// the master was away, not its workers.
+const MASTER_AWAY: Duration = Duration::from_secs(1);
+
 /// A worker on another machine that says nothing for this long is taken for gone.
 const REMOTE_SILENCE: Duration = Duration::from_secs(4);
 
@@ -22,6 +26,7 @@ where
 {
     pub(in crate::master) fn check_deadlines(&mut self) {
         let now = Instant::now();
+        self.forgive_the_masters_absence(now);
         self.let_silent_workers_go(now);
         match self.ending.phase {
             Phase::Running | Phase::Draining(_) => {}
@@ -72,6 +77,19 @@ where
         for (worker_id, reason) in overdue {
             log!(self, warn, worker_id, "killing worker: it {reason}");
             self.kill_worker(worker_id, reason, Blame::Oldest);
+        }
+    }
+
+    /// After a gap in the master's own checks (the master was stopped with Ctrl-Z or
+    /// SIGSTOP, the machine suspended, its thread starved), the silence it finds is its
+    /// own: what its workers sent meanwhile waits unread. Every worker gets a fresh
+    /// bound rather than being taken for dead.
+    fn forgive_the_masters_absence(&mut self, now: Instant) {
+        let previous = self.workers.deadlines_checked.replace(now);
+        if previous.is_some_and(|at| now - at > MASTER_AWAY) {
+            for slot in self.workers.slots.values_mut() {
+                slot.last_seen = now;
+            }
         }
     }
 

@@ -111,6 +111,9 @@ pub(super) struct Workers {
     /// The most workers of ours the system lets this run have, once a start was
     /// refused a process, a thread or a file.
     cap: Option<usize>,
+    /// When deadlines were last checked: a long gap means the master itself was
+    /// stopped or starved, not its workers.
+    deadlines_checked: Option<Instant>,
 }
 
 impl Default for Workers {
@@ -125,6 +128,7 @@ impl Default for Workers {
             spawn_retry_at: None,
             silent: BTreeSet::new(),
             cap: None,
+            deadlines_checked: None,
         }
     }
 }
