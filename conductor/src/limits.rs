@@ -61,16 +61,21 @@ pub(crate) fn build_runtime(
     refused: impl Fn(io::Error) + Send + Sync + 'static,
 ) -> tokio::runtime::Runtime {
     let refused = std::sync::Arc::new(refused);
-    let previous = std::panic::take_hook();
+    let previous = std::sync::Arc::new(std::panic::take_hook());
+    let building = std::thread::current().id();
     std::panic::set_hook(Box::new({
-        let refused = refused.clone();
+        let (refused, previous) = (refused.clone(), previous.clone());
         move |info| {
+            // Another thread's panic is none of ours: it is told as it would have been.
+            if std::thread::current().id() != building {
+                return previous(info);
+            }
             let message = info.to_string();
             refused(os_error_in(&message).unwrap_or_else(|| io::Error::other(message)));
         }
     }));
     let built = builder.build();
-    std::panic::set_hook(previous);
+    std::panic::set_hook(Box::new(move |info| previous(info)));
     match built {
         Ok(runtime) => runtime,
         Err(e) => {

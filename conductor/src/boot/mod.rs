@@ -112,6 +112,7 @@ fn die_with_master() {
     let Some(master) = master.and_then(|pid| pid.parse::<u32>().ok()) else {
         return;
     };
+    crate::worker::exit::set_started_by_master();
     #[cfg(target_os = "linux")]
     {
         use crate::worker::exit::{

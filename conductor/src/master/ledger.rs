@@ -613,7 +613,7 @@ mod tests {
         // The frame's body follows its length and kind.
         let mut queue = crate::wire::JobQueue::default();
         queue.push_frame(batch.finish().slice(5..));
-        let sent = queue.take_unstarted();
+        let sent = queue.take_unstarted().unwrap();
         assert_eq!(sent, [1, 2, 4, 5], "sent again oldest first");
     }
 

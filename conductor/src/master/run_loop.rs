@@ -136,7 +136,11 @@ where
             if let Some(due) = master.events.flush(ending).await {
                 events_due.as_mut().reset(due.into());
             }
-            let recheck = master.feeding.recheck_at;
+            // Only a running run dispatches: a timer left from before would fire forever.
+            let recheck = master
+                .feeding
+                .recheck_at
+                .filter(|_| master.ending.phase == Phase::Running);
             if let Some(due) = recheck {
                 recheck_due.as_mut().reset(due.into());
             }
@@ -172,7 +176,9 @@ where
                 }
                 _ = &mut events_due, if master.events.waiting() => {}
                 // A busy worker's running job is now old enough: dispatch looks again.
-                _ = &mut recheck_due, if recheck.is_some() => {}
+                _ = &mut recheck_due, if recheck.is_some() => {
+                    master.feeding.recheck_at = None;
+                }
                 _ = tick.tick() => {
                     // Hear out what already arrived, so no deadline is judged on stale news.
                     while let Ok(event) = inbox_rx.try_recv() {

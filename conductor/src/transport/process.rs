@@ -207,7 +207,7 @@ pub(crate) async fn watch_exit(
     kill: Arc<Notify>,
     to_master: async_mpsc::UnboundedSender<FromWorker>,
 ) {
-    let _group = GroupReaper(child.id());
+    let mut group = GroupReaper(child.id());
     let status = tokio::select! {
         status = child.wait() => status,
         _ = kill.notified() => {
@@ -215,6 +215,8 @@ pub(crate) async fn watch_exit(
             child.wait().await
         }
     };
+    // At once: the longer the group's id stays free, the likelier it is reused.
+    group.reap();
     last_frames.await;
     let _ = to_master.send(FromWorker {
         worker_id,
@@ -228,9 +230,14 @@ pub(crate) async fn watch_exit(
 /// (see [`spawn_worker`]), so the group is the worker and what its jobs started.
 struct GroupReaper(Option<u32>);
 
-impl Drop for GroupReaper {
-    fn drop(&mut self) {
-        let Some(pid) = self.0.and_then(|pid| libc::pid_t::try_from(pid).ok()) else {
+impl GroupReaper {
+    /// Kills the group now, once.
+    fn reap(&mut self) {
+        let Some(pid) = self
+            .0
+            .take()
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+        else {
             return;
         };
         if pid > 1 {
@@ -238,6 +245,12 @@ impl Drop for GroupReaper {
             // the one the worker leads. A group already empty is no error worth a word.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
+    }
+}
+
+impl Drop for GroupReaper {
+    fn drop(&mut self) {
+        self.reap();
     }
 }
 

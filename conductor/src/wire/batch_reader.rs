@@ -46,16 +46,14 @@ impl JobQueue {
     }
 
     /// Takes every job received and not yet handed out, leaving the queue empty;
-    /// returns their ids in order. A truncated entry ends the walk: the worker that
-    /// would have read it gives back what came before.
-    pub fn take_unstarted(&mut self) -> Vec<u64> {
+    /// returns their ids in order, or the error of a truncated entry (the frame was
+    /// broken: nothing can be said of the jobs after it).
+    pub fn take_unstarted(&mut self) -> Result<Vec<u64>, ProtocolError> {
         let mut ids = Vec::new();
-        while let Some(Ok((id, _))) = self.pop() {
-            ids.push(id);
+        while let Some(job) = self.pop() {
+            ids.push(job?.0);
         }
-        self.frames.clear();
-        self.offset = 0;
-        ids
+        Ok(ids)
     }
 
     /// The next job's id and encoded bytes, valid until the next call.

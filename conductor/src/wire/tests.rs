@@ -212,7 +212,7 @@ fn a_queue_gives_back_exactly_the_jobs_not_yet_taken() {
     batch.push_job(14, b"job");
     queue.push_frame(jobs_body(batch.finish()));
     assert_eq!(queue.pop().unwrap().unwrap().0, 10);
-    assert_eq!(queue.take_unstarted(), [11, 12, 13, 14]);
+    assert_eq!(queue.take_unstarted().unwrap(), [11, 12, 13, 14]);
     assert!(queue.is_empty());
     assert!(queue.pop().is_none());
 }

@@ -38,12 +38,21 @@ pub(crate) fn exit_worker(code: i32) -> ! {
     std::process::exit(code)
 }
 
-/// Whether this worker leads a process group of its own, as a worker its master
-/// started does: the processes its job code starts are then in that group, and go
-/// with it. A worker started by hand shares its shell's group, which is not ours to end.
+/// Set when a master started this worker, in a process group of its own.
+static STARTED_BY_MASTER: AtomicBool = AtomicBool::new(false);
+
+/// Notes that a master started this worker (see [`leads_its_group`]).
+pub(crate) fn set_started_by_master() {
+    STARTED_BY_MASTER.store(true, Ordering::Relaxed);
+}
+
+/// Whether this worker leads a process group made for it by its master: the processes
+/// its job code starts are then in that group, and go with it. A worker started by
+/// hand may lead a group too (a shell's job control makes one per pipeline), which
+/// holds the user's other processes: not ours to end.
 pub(crate) fn leads_its_group() -> bool {
     // SAFETY: getpgrp and getpid cannot fail.
-    unsafe { libc::getpgrp() == libc::getpid() }
+    STARTED_BY_MASTER.load(Ordering::Relaxed) && unsafe { libc::getpgrp() == libc::getpid() }
 }
 
 /// Ends this worker and every process its job code started (the whole group it leads),

@@ -273,12 +273,15 @@ impl WorkerShared {
                 exit_worker(EXIT_ABORTED);
             }
             Ok(ToWorker::GiveBack) => {
-                let jobs = self
+                let taken = self
                     .jobs
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .take_unstarted();
-                self.send_control(&ToMaster::GaveBack { jobs });
+                match taken {
+                    Ok(jobs) => self.send_control(&ToMaster::GaveBack { jobs }),
+                    Err(e) => self.protocol_failure(&e.to_string()),
+                }
                 None
             }
             Ok(ToWorker::Config(_)) => self.protocol_failure("a second handshake"),

@@ -17,6 +17,7 @@ where
     /// own jobs that have room in their window; then stages jobs in their lanes. When
     /// nothing is ready and a worker idles, asks for the jobs others have not started.
     pub(in crate::master) fn dispatch(&mut self) {
+        self.feeding.recheck_at = None;
         if self.accounts.ledger.ready() > 0 {
             self.fill_run_queue();
         }
@@ -72,11 +73,22 @@ where
         if share != usize::MAX {
             rooms.sort_by_key(|(_, _, in_flight)| *in_flight);
         }
+        let mut room_left = Vec::new();
         for (worker_id, room, _) in rooms {
             if self.accounts.ledger.ready() == 0 {
                 return;
             }
-            self.send_batch(worker_id, room.min(share));
+            let taken = self.send_batch(worker_id, room.min(share));
+            if room > taken {
+                room_left.push((worker_id, room - taken));
+            }
+        }
+        // A worker with less room than its share left jobs behind: others take them.
+        for (worker_id, room) in room_left {
+            if self.accounts.ledger.ready() == 0 {
+                return;
+            }
+            self.send_batch(worker_id, room);
         }
     }
 

@@ -35,7 +35,6 @@ where
     /// got more jobs. A worker whose running job is still young is looked at again
     /// when it is not (`Feeding::recheck_at`).
     pub(super) fn ask_for_unstarted_jobs(&mut self, ready: &[u64]) {
-        self.feeding.recheck_at = None;
         let ledger = &self.accounts.ledger;
         if ledger.ready() > 0 || !ready.iter().any(|id| ledger.in_flight_on(*id) == 0) {
             return;
@@ -78,6 +77,10 @@ where
         };
         slot.giving_back = false;
         let back = self.accounts.ledger.give_back(worker_id, jobs);
+        if back > 0 {
+            // Its books went back with the jobs: it may be asked again.
+            slot.asked_back = None;
+        }
         slot.dispatched = slot.dispatched.saturating_sub(back as u64);
         if let Some(lane) = &slot.lane {
             lane.given_back(back);

@@ -4,8 +4,10 @@
 //! - [`start`]: starting workers, the handshake, recycling after `max_jobs_per_worker`;
 //! - [`exit`]: exits, kills, crashes, and the crash loop;
 //! - [`deadlines`]: start-up, job timeouts, silence, and the end of a stop's grace;
+//! - [`capped`]: fewer workers than asked, when the system refuses more;
 //! - [`joined`]: workers that join from elsewhere, and come back after a silence.
 
+mod capped;
 mod deadlines;
 mod exit;
 mod joined;
@@ -110,7 +112,7 @@ pub(super) struct Workers {
     silent: BTreeSet<u64>,
     /// The most workers of ours the system lets this run have, once a start was
     /// refused a process, a thread or a file.
-    cap: Option<usize>,
+    cap: capped::WorkerCap,
     /// When deadlines were last checked: a long gap means the master itself was
     /// stopped or starved, not its workers.
     deadlines_checked: Option<Instant>,
@@ -127,7 +129,7 @@ impl Default for Workers {
             last_death: String::new(),
             spawn_retry_at: None,
             silent: BTreeSet::new(),
-            cap: None,
+            cap: capped::WorkerCap::default(),
             deadlines_checked: None,
         }
     }

@@ -39,7 +39,7 @@ where
                 .worker_limit
                 .min(self.accounts.ledger.outstanding())
         };
-        let desired = desired.min(self.workers.cap.unwrap_or(usize::MAX));
+        let desired = desired.min(self.workers.cap.most(Instant::now()));
         if self
             .workers
             .spawn_retry_at
@@ -177,40 +177,6 @@ where
             self.on_exit(worker_id, Err(std::io::Error::other(message)));
         } else {
             self.fail(Error::remote(message));
-        }
-    }
-
-    /// The system refused a worker (`worker_id`, or one not started at all) a process,
-    /// a thread or a file: the run goes on with the workers it has, and says so once;
-    /// with none, it fails with the limit named.
-    pub(in crate::master) fn on_limit_reached(&mut self, worker_id: Option<u64>, reason: &str) {
-        if let Some(slot) = worker_id.and_then(|id| self.workers.slots.get_mut(&id)) {
-            slot.crash = Some((reason.to_string(), None));
-        }
-        let others = self
-            .workers
-            .slots
-            .iter()
-            .filter(|(id, w)| {
-                Some(**id) != worker_id
-                    && !w.remote
-                    && w.crash.is_none()
-                    && matches!(w.state, SlotState::Starting(_) | SlotState::Ready)
-            })
-            .count();
-        if others == 0 {
-            let error = std::io::Error::other(format!("no worker could start: {reason}"));
-            self.fail(Error::new(crate::error::Kind::Spawn(error)));
-            return;
-        }
-        if self.workers.cap.is_none_or(|cap| others < cap) {
-            // Said whatever the logging: the run is slower than asked, and the user can
-            // raise the limit.
-            eprintln!(
-                "conductor: going on with {others} of {} workers: {reason}",
-                self.settings.worker_limit
-            );
-            self.workers.cap = Some(others);
         }
     }
 
