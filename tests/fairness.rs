@@ -76,21 +76,22 @@ async fn a_long_job_never_waits_behind_another_while_a_worker_idles() {
 }
 
 /// With one job in flight per worker, jobs start in submission order as far as
-/// windows allow: the next jobs wait staged at the master's end of each worker's
-/// channel, so a job can be overtaken by those staged for the other worker, never by
-/// jobs submitted later than that (it was "0–5, then 9 and 6, then 7 and 8").
+/// windows allow: no job starts long before one submitted earlier (it was "0–5, then
+/// 9 and 6, then 7 and 8", job 6 starting 300 ms after job 9). Two workers freed at
+/// the same moment may start their next jobs microseconds apart in either order.
 #[tokio::test]
 async fn with_prefetch_one_jobs_start_in_submission_order_as_far_as_windows_allow() {
+    const JITTER_US: u64 = 50_000;
     for round in 0..3 {
         let ran = run(Conductor::new("napper")
             .prefetch(1)
             .jobs(two_long_among_ten()))
         .await;
         for (&early, a) in &ran {
-            for (&late, b) in ran.range(early + 4..) {
+            for (&late, b) in ran.range(early + 1..) {
                 assert!(
-                    a.start_us <= b.start_us,
-                    "round {round}: job {late} started before job {early}: {ran:?}"
+                    b.start_us + JITTER_US >= a.start_us,
+                    "round {round}: job {late} started long before job {early}: {ran:?}"
                 );
             }
         }

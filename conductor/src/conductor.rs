@@ -22,7 +22,7 @@ use crate::lookup;
 use crate::master::{default_key, Journal, KeyFn, RunInput, RunThread};
 use crate::report::Report;
 use crate::running::Running;
-use crate::settings::{Backend, DispatchSettings, Settings, DEFAULT_LIVENESS_TIMEOUT};
+use crate::settings::{Backend, DispatchSettings, NatsAuth, Settings, DEFAULT_LIVENESS_TIMEOUT};
 use crate::wire::DEFAULT_MAX_FRAME_BYTES;
 use crate::worker::NamedWorker;
 
@@ -50,6 +50,7 @@ pub struct Conductor<J, O> {
     nats_url: Option<String>,
     run_name: Option<String>,
     ack_wait: Duration,
+    nats_auth: NatsAuth,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     _output: PhantomData<fn() -> O>,
@@ -96,6 +97,7 @@ where
             nats_url: None,
             run_name: None,
             ack_wait: Duration::from_secs(10),
+            nats_auth: NatsAuth::default(),
             shared,
             commands,
             _output: PhantomData,
@@ -352,6 +354,14 @@ where
         self
     }
 
+    /// How the distributed mode authenticates to a secured NATS server and which
+    /// server certificates it trusts (see [`NatsAuth`]); workers it starts get the
+    /// same. Unset parts come from the `CONDUCTOR_NATS_*` environment variables.
+    pub fn nats_auth(mut self, auth: NatsAuth) -> Self {
+        self.nats_auth = auth;
+        self
+    }
+
     /// The name of the distributed run: workers join it by this name, two runs with
     /// different names never see each other's jobs, and a master restarted with the
     /// same name resumes the run. Defaults to `CONDUCTOR_RUN`, or else to the worker
@@ -489,6 +499,7 @@ where
                 url,
                 run,
                 ack_wait: self.ack_wait,
+                auth: Box::new(self.nats_auth),
             };
         }
         let journal = match self.journal {

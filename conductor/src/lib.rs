@@ -151,6 +151,7 @@ pub use crate::message::Message;
 pub use crate::report::Interrupt;
 pub use crate::report::{JobFailure, JobOutput, Report};
 pub use crate::running::Running;
+pub use crate::settings::NatsAuth;
 pub use crate::stats::StatsReport;
 pub use crate::worker::{JobWorker, NamedWorker, Worker, CRASH_EXIT_CODE};
 pub use conductor_macros::{main, worker};

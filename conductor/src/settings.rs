@@ -41,6 +41,115 @@ pub(crate) struct Settings {
     pub backend: Backend,
 }
 
+/// How the distributed mode proves itself to a secured NATS server, and trusts it.
+///
+/// Each setting also comes from the environment, so that workers started by hand
+/// authenticate the same way (the master passes its own to the workers it starts):
+/// `CONDUCTOR_NATS_USER` and `CONDUCTOR_NATS_PASSWORD`, `CONDUCTOR_NATS_TOKEN`,
+/// `CONDUCTOR_NATS_NKEY` (a seed), `CONDUCTOR_NATS_CREDS` (a `.creds` file),
+/// `CONDUCTOR_NATS_CA` (else the standard `SSL_CERT_FILE`), `CONDUCTOR_NATS_CERT` and
+/// `CONDUCTOR_NATS_KEY` (a client certificate), `CONDUCTOR_NATS_TLS=1` (require TLS).
+/// A user and password or a token in the URL (`nats://user:pass@host`,
+/// `nats://token@host`) work too. What is set here wins over the environment. Secrets
+/// are never printed: not by `Debug`, not in errors.
+///
+/// ```
+/// # #[conductor::worker(type = "doc_nats_auth")]
+/// # fn work(job: u32) -> anyhow::Result<u32> { Ok(job) }
+/// use conductor::{Conductor, NatsAuth};
+/// let conductor = Conductor::<u32, u32>::new("doc_nats_auth")
+///     .nats("tls://nats.internal:4222")
+///     .nats_auth(
+///         NatsAuth::new()
+///             .credentials_file("/etc/conductor/worker.creds")
+///             .ca_file("/etc/conductor/ca.pem"),
+///     );
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct NatsAuth {
+    pub(crate) user: Option<(String, String)>,
+    pub(crate) token: Option<String>,
+    pub(crate) nkey_seed: Option<String>,
+    pub(crate) credentials_file: Option<std::path::PathBuf>,
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+    pub(crate) client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    pub(crate) require_tls: bool,
+}
+
+impl NatsAuth {
+    /// No credentials, and the system's trusted certificates.
+    pub fn new() -> Self {
+        NatsAuth::default()
+    }
+
+    /// A user and password (`--user`/`--pass`, or `users` in the server's config).
+    pub fn user_password(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((user.into(), password.into()));
+        self
+    }
+
+    /// A token (`--auth` in the server's config).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// An NKey seed (`SU...`): the server knows its public key.
+    pub fn nkey_seed(mut self, seed: impl Into<String>) -> Self {
+        self.nkey_seed = Some(seed.into());
+        self
+    }
+
+    /// A credentials file (a user JWT and its NKey seed), as `nsc` makes them.
+    pub fn credentials_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.credentials_file = Some(path.into());
+        self
+    }
+
+    /// The certificate authority (PEM) that signed the server's certificate, for a
+    /// server the system does not trust already.
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self.require_tls = true;
+        self
+    }
+
+    /// A client certificate and its key (PEM), for a server that verifies clients
+    /// (mutual TLS).
+    pub fn client_cert(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.client_cert = Some((cert.into(), key.into()));
+        self.require_tls = true;
+        self
+    }
+
+    /// Refuses to talk to the server without TLS, even with a `nats://` URL.
+    pub fn require_tls(mut self) -> Self {
+        self.require_tls = true;
+        self
+    }
+}
+
+/// Says which settings are there, never their secrets.
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |set: bool| if set { "<set>" } else { "<none>" };
+        f.debug_struct("NatsAuth")
+            .field("user", &self.user.as_ref().map(|(user, _)| user))
+            .field("password", &hidden(self.user.is_some()))
+            .field("token", &hidden(self.token.is_some()))
+            .field("nkey_seed", &hidden(self.nkey_seed.is_some()))
+            .field("credentials_file", &self.credentials_file)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("require_tls", &self.require_tls)
+            .finish()
+    }
+}
+
 /// Where the run's workers are and how jobs reach them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Backend {
@@ -52,6 +161,8 @@ pub(crate) enum Backend {
         url: String,
         run: String,
         ack_wait: Duration,
+        /// Boxed: it is large, and a local run carries none.
+        auth: Box<NatsAuth>,
     },
 }
 

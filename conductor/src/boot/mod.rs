@@ -81,12 +81,15 @@ fn join_run(run: &str) -> ! {
     ] {
         std::env::remove_var(name);
     }
+    // Read once, then out of the environment that job code's programs inherit.
+    let auth = env::nats_auth_with_env(&crate::NatsAuth::default());
+    env::forget_nats_auth_env();
     name_process_after_program();
     let Some(url) = url else {
         eprintln!("conductor: {ENV_JOIN}={run} needs {ENV_NATS_URL}, the NATS server of the run");
         std::process::exit(EXIT_SETUP);
     };
-    let joined = match crate::transport::join(&url, run, worker_type, worker_id) {
+    let joined = match crate::transport::join(&url, run, worker_type, worker_id, auth) {
         Ok(joined) => joined,
         Err(reason) => {
             eprintln!("conductor: cannot join run `{run}`: {reason}");

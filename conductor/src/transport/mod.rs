@@ -147,8 +147,13 @@ pub(crate) async fn open(backend: &Backend, context: Context) -> Result<Box<dyn 
     match backend {
         Backend::Local => Ok(Box::new(local::LocalTransport::new(context))),
         #[cfg(feature = "nats")]
-        Backend::Nats { url, run, ack_wait } => {
-            let transport = nats::NatsTransport::start(url, run, *ack_wait, context).await?;
+        Backend::Nats {
+            url,
+            run,
+            ack_wait,
+            auth,
+        } => {
+            let transport = nats::NatsTransport::start(url, run, *ack_wait, auth, context).await?;
             Ok(Box::new(transport))
         }
         #[cfg(not(feature = "nats"))]
@@ -172,12 +177,13 @@ pub(crate) fn join(
     run: &str,
     worker_type: Option<String>,
     reserved: Option<(u64, u64)>,
+    auth: crate::settings::NatsAuth,
 ) -> Result<Joined, String> {
     #[cfg(feature = "nats")]
-    return nats::bridge::join(url, run, worker_type, reserved);
+    return nats::bridge::join(url, run, worker_type, reserved, auth);
     #[cfg(not(feature = "nats"))]
     {
-        let _ = (url, worker_type, reserved);
+        let _ = (url, worker_type, reserved, auth);
         let _ = run;
         Err("this program was built without conductor's `nats` feature".into())
     }

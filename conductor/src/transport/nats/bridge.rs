@@ -25,6 +25,7 @@ use super::{
     connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
     HEADER_MASTER, HEADER_WORKER, HEARTBEAT, RETRY, WORKERS_CONSUMER,
 };
+use crate::settings::NatsAuth;
 use crate::transport::Joined;
 use crate::wire::{
     control_frame, decode_control, BatchWriter, FrameReader, Request, ToMaster, ToWorker,
@@ -45,6 +46,7 @@ pub(crate) fn join(
     run: &str,
     worker_type: Option<String>,
     worker_id: Option<(u64, u64)>,
+    auth: NatsAuth,
 ) -> Result<Joined, String> {
     let names = RunNames::new(run).map_err(|e| e.to_string())?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -62,7 +64,14 @@ pub(crate) fn join(
                     return;
                 }
             };
-            runtime.block_on(run_bridge(url, names, worker_type, worker_id, ready_tx));
+            runtime.block_on(run_bridge(
+                url,
+                auth,
+                names,
+                worker_type,
+                worker_id,
+                ready_tx,
+            ));
         })
         .map_err(|e| format!("cannot start the NATS bridge thread: {e}"))?;
     ready_rx
@@ -74,12 +83,13 @@ type Ready = std::sync::mpsc::Sender<Result<Joined, String>>;
 
 async fn run_bridge(
     url: String,
+    auth: NatsAuth,
     names: RunNames,
     worker_type: Option<String>,
     worker_id: Option<(u64, u64)>,
     ready: Ready,
 ) {
-    let joined = match ask_to_join(&url, &names, worker_type, worker_id).await {
+    let joined = match ask_to_join(&url, &auth, &names, worker_type, worker_id).await {
         Ok(joined) => joined,
         Err(reason) => {
             let _ = ready.send(Err(reason));
@@ -194,11 +204,12 @@ struct Accepted {
 
 async fn ask_to_join(
     url: &str,
+    auth: &NatsAuth,
     names: &RunNames,
     worker_type: Option<String>,
     worker_id: Option<(u64, u64)>,
 ) -> Result<Accepted, String> {
-    let client = connect(url).await?;
+    let client = connect(url, auth).await?;
     let request = JoinRequest {
         protocol: PROTOCOL_VERSION,
         worker_type,

@@ -27,6 +27,7 @@
 //!
 //! Must not import the master or another backend.
 
+mod auth;
 pub(crate) mod bridge;
 mod control;
 mod joins;
@@ -43,6 +44,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::settings::NatsAuth;
 use crate::wire::WorkerConfig;
 
 /// Header naming the job a job message carries.
@@ -169,16 +171,24 @@ pub(crate) enum JoinReply {
 }
 
 /// Connects, failing within [`CONNECT_TIMEOUT`] with an error that names the URL.
-pub(crate) async fn connect(url: &str) -> Result<async_nats::Client, String> {
+pub(crate) async fn connect(url: &str, auth: &NatsAuth) -> Result<async_nats::Client, String> {
+    let shown = auth::redact(url);
+    let (address, auth) = auth::split_url(url, auth);
     let options = async_nats::ConnectOptions::new()
         .connection_timeout(CONNECT_TIMEOUT)
         .ping_interval(Duration::from_secs(5))
         .name("conductor");
-    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect(url)).await {
+    let options = auth::apply(options, &auth)
+        .await
+        .map_err(|e| format!("cannot connect to the NATS server at {shown}: {e}"))?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, options.connect(address)).await {
         Ok(Ok(client)) => Ok(client),
-        Ok(Err(e)) => Err(format!("cannot reach the NATS server at {url}: {e}")),
+        Ok(Err(e)) if matches!(e.kind(), async_nats::ConnectErrorKind::Io) => {
+            Err(format!("cannot reach the NATS server at {shown}: {e}"))
+        }
+        Ok(Err(e)) => Err(format!("cannot connect to the NATS server at {shown}: {e}")),
         Err(_) => Err(format!(
-            "cannot reach the NATS server at {url}: no answer within {CONNECT_TIMEOUT:?}"
+            "cannot reach the NATS server at {shown}: no answer within {CONNECT_TIMEOUT:?}"
         )),
     }
 }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use super::auth::{redact, split_url};
 use super::control::read_control;
 use super::joins::{answer_joins, join_token, secret, JoinTerms};
 use super::link::NatsLink;
@@ -19,8 +20,9 @@ use super::owner::{claim_run, hold_run};
 use super::publish::publish_jobs;
 use super::results::read_results;
 use super::{connect, RunNames, WORKERS_CONSUMER};
-use crate::boot::env::{ENV_JOIN, ENV_NATS_URL, ENV_WORKER_ID};
+use crate::boot::env::{nats_auth_env, nats_auth_with_env, ENV_JOIN, ENV_NATS_URL, ENV_WORKER_ID};
 use crate::error::{Error, Kind};
+use crate::settings::NatsAuth;
 use crate::transport::link::WorkerLink;
 use crate::transport::process::{self, watch_exit};
 use crate::transport::{Context, Feed, Pending, StartedWorker, Transport, WorkerSpec};
@@ -35,6 +37,8 @@ const RESULTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub(crate) struct NatsTransport {
     names: RunNames,
     url: String,
+    /// The credentials it connected with, for the workers it starts.
+    auth: NatsAuth,
     client: Client,
     jetstream: jetstream::Context,
     publish: mpsc::UnboundedSender<Bytes>,
@@ -55,16 +59,19 @@ impl NatsTransport {
         url: &str,
         run: &str,
         ack_wait: Duration,
+        auth: &NatsAuth,
         context: Context,
     ) -> Result<NatsTransport, Error> {
         let names = RunNames::new(run)?;
-        let client = connect(url).await.map_err(Error::transport)?;
+        // The workers it starts get the same credentials, and the address without them.
+        let (url, auth) = split_url(url, &nats_auth_with_env(auth));
+        let client = connect(&url, &auth).await.map_err(Error::transport)?;
         let jetstream = super::jetstream_context(client.clone());
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             Error::transport(format!(
                 "run `{}` on {}: cannot {what}: {e}",
                 names.run(),
-                url
+                redact(&url)
             ))
         };
         // One master per run: two would both hand out and settle its jobs.
@@ -163,7 +170,8 @@ impl NatsTransport {
             names,
             master_id,
             secret,
-            url: url.to_string(),
+            url,
+            auth,
             client,
             jetstream,
             publish,
@@ -180,6 +188,7 @@ impl NatsTransport {
     async fn start_process(&self, spec: WorkerSpec) -> Result<StartedWorker, Error> {
         let worker_id = spec.worker_id;
         let mut env = spec.env;
+        env.extend(nats_auth_env(&self.auth));
         env.extend([
             (ENV_NATS_URL.to_string(), self.url.clone()),
             (ENV_JOIN.to_string(), self.names.run().to_string()),
