@@ -129,5 +129,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(interrupt) = report.interrupted() {
         println!("interrupted by {interrupt}");
     }
-    std::process::exit(report.exit_code());
+    // `#[conductor::main]` exits with the run's code: 1 after failed jobs, 130 after
+    // Ctrl-C, 143 after SIGTERM.
+    Ok(())
 }

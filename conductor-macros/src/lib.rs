@@ -143,26 +143,24 @@ pub fn worker(args: TokenStream, item: TokenStream) -> TokenStream {
 /// expands to the equivalent of:
 ///
 /// ```text
-/// fn main() -> anyhow::Result<()> {
+/// fn main() -> std::process::ExitCode {
 ///     conductor::__private::dispatch_role();
-///     conductor::__private::block_on_main(async move {
+///     async fn user_main() -> anyhow::Result<()> {
 ///         let jobs = load_jobs().await?;
 ///         // ... hand the jobs to a conductor ...
 ///         Ok(())
-///     })
+///     }
+///     let returned = conductor::__private::block_on_main(user_main());
+///     // What `main` returned; when that is success, the worst exit code of the
+///     // program's runs (1 after failed jobs, 130 after Ctrl-C, 143 after SIGTERM).
+///     conductor::__private::exit_code_of(returned)
 /// }
 /// ```
 ///
-/// and a non-`async` `fn main() -> R { body }` to
+/// and a non-`async` `fn main() -> R { body }` the same way, without the runtime.
 ///
-/// ```text
-/// fn main() -> R {
-///     conductor::__private::dispatch_role();
-///     { body }
-/// }
-/// ```
-///
-/// Attributes, visibility, name and return type are kept. The attribute takes
+/// Attributes, visibility and name are kept; the return type is the user's
+/// function's, inside. The attribute takes
 /// no arguments, and the function cannot take parameters or be generic.
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {

@@ -103,23 +103,34 @@ fn expand_fn(func: ItemFn) -> TokenStream {
         ..
     } = func;
     let (outer, inner) = split_attrs(attrs);
+    let ident = &sig.ident;
+    let output = &sig.output;
+    let stmts = &block.stmts;
 
-    let body = match sig.asyncness.take() {
-        // `async move` so the body owns nothing borrowed from the (empty)
-        // frame; a `return` inside it returns the block's value, which
-        // `block_on_main` hands back as the function's.
-        Some(_) => quote!(::conductor::__private::block_on_main(async move #block)),
-        None => quote!(#block),
+    // The user's `main`, unchanged but for its name, nested: its return type still
+    // types its body (`?`, `Ok(())`), and a `return` returns from it.
+    let (user_main, call) = match sig.asyncness.take() {
+        Some(_) => (
+            quote!(async fn __conductor_user_main() #output { #(#inner)* #(#stmts)* }),
+            quote!(::conductor::__private::block_on_main(
+                __conductor_user_main()
+            )),
+        ),
+        None => (
+            quote!(fn __conductor_user_main() #output { #(#inner)* #(#stmts)* }),
+            quote!(__conductor_user_main()),
+        ),
     };
 
     // Role dispatch comes first: in a worker process nothing of the user's
-    // `main` (not even building a runtime) may run.
+    // `main` (not even building a runtime) may run. The exit code is what the
+    // user's `main` returned, or the worst of its runs when that was success.
     quote! {
         #(#outer)*
-        #vis #sig {
-            #(#inner)*
+        #vis fn #ident() -> ::std::process::ExitCode {
             ::conductor::__private::dispatch_role();
-            #body
+            #user_main
+            ::conductor::__private::exit_code_of(#call)
         }
     }
 }
@@ -200,17 +211,17 @@ mod tests {
         assert!(func.sig.asyncness.is_none());
         assert_eq!(func.sig.ident, "main");
         assert!(func.sig.inputs.is_empty());
-        assert_eq!(text(&func.sig.output), "-> anyhow :: Result < () >");
+        assert_eq!(text(&func.sig.output), "-> :: std :: process :: ExitCode");
         assert_eq!(text(&func.vis), "pub");
-        assert_eq!(func.attrs.len(), 3, "doc, allow and the inner attribute");
-        assert!(matches!(func.attrs[2].style, AttrStyle::Inner(_)));
+        assert_eq!(func.attrs.len(), 2, "doc and allow");
 
         let stmts: Vec<String> = func.block.stmts.iter().map(text).collect();
         assert_eq!(
             stmts,
             [
                 ":: conductor :: __private :: dispatch_role () ;",
-                ":: conductor :: __private :: block_on_main (async move { let x = work () . await ? ; Ok (()) })",
+                "async fn __conductor_user_main () -> anyhow :: Result < () > { # ! [allow (clippy :: all)] let x = work () . await ? ; Ok (()) }",
+                ":: conductor :: __private :: exit_code_of (:: conductor :: __private :: block_on_main (__conductor_user_main ()))",
             ]
         );
     }
@@ -232,7 +243,8 @@ mod tests {
             stmts,
             [
                 ":: conductor :: __private :: dispatch_role () ;",
-                "{ run () ; }"
+                "fn __conductor_user_main () { run () ; }",
+                ":: conductor :: __private :: exit_code_of (__conductor_user_main ())",
             ]
         );
     }

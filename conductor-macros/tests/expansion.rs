@@ -128,6 +128,18 @@ pub mod __private {
         log("dispatch");
     }
 
+    thread_local! {
+        /// What the user's `main` returned, as the exit code saw it.
+        pub static RETURNED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Keeps what `main` returned for the test to see.
+    pub fn exit_code_of<T: std::fmt::Debug>(returned: T) -> std::process::ExitCode {
+        log("exit code");
+        RETURNED.with(|r| r.borrow_mut().push(format!("{returned:?}")));
+        std::process::ExitCode::SUCCESS
+    }
+
     /// Enough of an executor for futures that never wait.
     pub fn block_on_main<F: Future>(future: F) -> F::Output {
         let mut future = pin!(future);
@@ -305,14 +317,25 @@ fn take_log() -> Vec<&'static str> {
     __private::LOG.with(|log| std::mem::take(&mut *log.borrow_mut()))
 }
 
+fn returned() -> Vec<String> {
+    __private::RETURNED.with(|r| std::mem::take(&mut *r.borrow_mut()))
+}
+
+/// Role dispatch first, then the user's body, then the exit code made of what it
+/// returned (a `return` returns from the user's body, `?` converts as written).
 #[test]
 fn main_dispatches_first_then_runs_the_body() {
-    assert_eq!(main_returning_early(), Ok(1));
-    assert_eq!(take_log(), ["dispatch", "body"]);
-    assert_eq!(main_with_question_mark().ok(), Some(5));
-    assert_eq!(take_log(), ["dispatch", "body"]);
-    unit_main();
-    assert_eq!(take_log(), ["dispatch", "body"]);
-    assert_eq!(sync_main(), 7);
-    assert_eq!(take_log(), ["dispatch", "body"]);
+    for (main, value) in [
+        (
+            main_returning_early as fn() -> std::process::ExitCode,
+            "Ok(1)",
+        ),
+        (main_with_question_mark, "Ok(5)"),
+        (unit_main, "()"),
+        (sync_main, "7"),
+    ] {
+        assert_eq!(main(), std::process::ExitCode::SUCCESS);
+        assert_eq!(take_log(), ["dispatch", "body", "exit code"]);
+        assert_eq!(returned(), [value]);
+    }
 }

@@ -123,6 +123,7 @@ mod boot;
 mod conductor;
 mod error;
 mod event;
+mod exit_code;
 mod handle;
 mod jobs;
 mod limits;

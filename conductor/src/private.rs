@@ -40,6 +40,8 @@ pub fn block_on_main<F: std::future::Future>(future: F) -> F::Output {
     runtime.block_on(future)
 }
 
+pub use crate::exit_code::exit_code_of;
+
 /// The body of the test that [`crate::test_support!`] adds: a worker started by a
 /// test's conductor runs here and exits; in a normal test run it does nothing.
 pub fn test_worker_entry() {

@@ -41,6 +41,8 @@ pub struct Report<J> {
     pub(crate) workers_started: u64,
     pub(crate) worker_crashes: u64,
     pub(crate) unsubmitted: Option<Jobs<J>>,
+    /// Whose run: what [`Report::mark_handled`] forgets.
+    pub(crate) conductor_id: String,
 }
 
 impl<J> Report<J> {
@@ -128,6 +130,25 @@ impl<J> Report<J> {
         } else {
             0
         }
+    }
+
+    /// Says that the caller dealt with how this run ended (it retried the failed jobs,
+    /// say), so that it no longer decides the exit code of a `#[conductor::main]`
+    /// program. Without it, such a program whose `main` returns `Ok` exits with the
+    /// worst [`Report::exit_code`] of its runs: 1 after failed jobs, 130 after Ctrl-C.
+    ///
+    /// ```no_run
+    /// # async fn demo(first: conductor::Conductor<u64, u64>, again: conductor::Conductor<u64, u64>) -> Result<(), conductor::Error> {
+    /// let report = first.run().await?;
+    /// let retry: Vec<u64> = report.failures().iter().map(|f| f.job).collect();
+    /// let second = again.jobs(retry).run().await?;
+    /// if second.all_completed() {
+    ///     report.mark_handled();
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn mark_handled(&self) {
+        crate::exit_code::forget(&self.conductor_id);
     }
 
     /// Time from the start of the run to its end.

@@ -65,6 +65,7 @@ impl<J: Send + 'static> RunThread<J> {
         let thread = std::thread::Builder::new()
             .name("conductor-master".into())
             .spawn(move || {
+                let conductor_id = input.shared.id.clone();
                 let RunInput {
                     settings,
                     shared,
@@ -85,6 +86,9 @@ impl<J: Send + 'static> RunThread<J> {
                     }
                 });
                 if let Some(result) = result {
+                    // What a `#[conductor::main]` program's exit code will say.
+                    let code = result.as_ref().map_or(1, |report| report.exit_code());
+                    crate::exit_code::record(&conductor_id, code);
                     let _ = report_tx.send(result);
                 }
             })

@@ -110,6 +110,7 @@ where
             workers_started: self.workers.started(),
             worker_crashes: self.workers.crashes(),
             unsubmitted: source,
+            conductor_id: self.shared.id.clone(),
         })
     }
 }
