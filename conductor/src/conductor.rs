@@ -428,6 +428,10 @@ where
         let (events_tx, events) = mpsc::channel(16);
         let handle = self.handle();
         let (settings, shared, source, journal, commands) = self.prepare()?;
+        // Processing from now on, not from when the run's thread gets going.
+        shared
+            .processing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let input = RunInput {
             settings,
             shared,
@@ -436,11 +440,17 @@ where
             commands,
             events: Some(events_tx),
         };
+        let run = RunThread::start(input, false).inspect_err(|_| {
+            handle
+                .shared
+                .processing
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        })?;
         Ok(Running {
             events,
             buffered: Vec::new().into_iter(),
             handle,
-            run: RunThread::start(input, false)?,
+            run,
         })
     }
 
@@ -449,6 +459,10 @@ where
     /// the run and kills its workers.
     pub async fn run(self) -> Result<Report<J>, Error> {
         let (settings, shared, source, journal, commands) = self.prepare()?;
+        shared
+            .processing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let processing = shared.clone();
         let input = RunInput::<J, O> {
             settings,
             shared,
@@ -457,7 +471,12 @@ where
             commands,
             events: None,
         };
-        RunThread::start(input, true)?.wait().await
+        let run = RunThread::start(input, true).inspect_err(|_| {
+            processing
+                .processing
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        })?;
+        run.wait().await
     }
 
     #[allow(clippy::type_complexity)]

@@ -141,7 +141,9 @@ impl ConductorHandle {
             .clone()
     }
 
-    /// Ids of the workers that are up (handshake done, not exited).
+    /// Ids of the workers that can be sent to: started (a worker still in its `init`
+    /// handles what it is sent once `init` is done) and not exited. Workers that join
+    /// from elsewhere count once they have joined.
     pub fn workers(&self) -> Vec<u64> {
         self.shared.lock_links().keys().copied().collect()
     }

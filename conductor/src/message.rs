@@ -45,7 +45,12 @@ impl Responder {
 impl Drop for Responder {
     fn drop(&mut self) {
         if let Some(send) = self.send.take() {
-            send(Err(format!("command `{}` was not handled", self.cmd)));
+            send(Err(format!(
+                "command `{}` was not handled: the message was dropped without an answer \
+                 (answer it with `Message::reply` or `Message::reply_error`, in the \
+                 master's `Event::Message` or the worker's `on_message`)",
+                self.cmd
+            )));
         }
     }
 }
@@ -150,7 +155,12 @@ mod tests {
             Some(responder),
         ));
         let reply = slot.lock().unwrap().take().unwrap();
-        assert_eq!(reply.unwrap_err(), "command `hello` was not handled");
+        let error = reply.unwrap_err();
+        assert!(
+            error.starts_with("command `hello` was not handled"),
+            "{error}"
+        );
+        assert!(error.contains("Message::reply"), "{error}");
     }
 
     #[test]

@@ -63,8 +63,12 @@ pub trait JobWorker: Sized + 'static {
     /// Runs one job. An error or a panic fails this job and the worker goes on.
     async fn process(&mut self, job: Self::Job, worker: &Worker) -> anyhow::Result<Self::Output>;
 
-    /// Handles a custom message from the master, between jobs. The default ignores it
-    /// (and a message that expected a reply gets an error reply).
+    /// Handles a custom message from the master, between jobs: a message that has
+    /// reached the worker runs before its next job starts (a job that runs long has
+    /// the watchdog read it meanwhile; between short jobs the channel is read at least
+    /// every millisecond). A message sent while `init` runs waits for it to finish.
+    /// The default ignores it (and a message that expected a reply gets an error
+    /// reply that says how to answer).
     async fn on_message(&mut self, message: Message, worker: &Worker) -> anyhow::Result<()> {
         let _ = (message, worker);
         Ok(())

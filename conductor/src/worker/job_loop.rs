@@ -38,8 +38,6 @@ use crate::wire::{
 const READ_AHEAD_FRAME_BYTES: usize = 128 << 10;
 /// Results are sent before the queue runs dry only once jobs of this many bytes ran.
 const SEND_EVERY_MIN_BYTES: u64 = 2048;
-/// How many jobs may run back to back before the job thread looks for messages.
-const INBOX_CHECK_EVERY: u32 = 32;
 /// How long jobs may run back to back before the job thread reads the frames waiting
 /// on its channel (a message, a stop) instead of only when its queue runs dry.
 const CHANNEL_CHECK_EVERY: Duration = Duration::from_millis(1);
@@ -186,7 +184,6 @@ async fn job_loop<W: JobWorker>(
         messages: VecDeque::new(),
         stopping: false,
     };
-    let mut since_inbox_check = 0u32;
     let mut channel_checked = Instant::now();
     let mut unsent_results = false;
     // Whether the job queue was empty when last looked at.
@@ -194,11 +191,10 @@ async fn job_loop<W: JobWorker>(
     // How far into the queue the job thread was when it last sent results.
     let (mut sent_at, mut handed_out) = (0u64, 0u64);
     loop {
-        // Messages are taken between jobs, but looking for them after every tiny job
-        // would cost more than the job: look every few jobs, and whenever idle.
-        since_inbox_check += 1;
-        if since_inbox_check >= INBOX_CHECK_EVERY || queue_dry {
-            since_inbox_check = 0;
+        // What the watchdog read while the last job ran (a message) is taken before the
+        // next job starts: one relaxed load per job says whether there is any.
+        if queue_dry || shared.inbox_waiting.load(Ordering::Relaxed) {
+            shared.inbox_waiting.store(false, Ordering::Relaxed);
             todo.take_inbox();
             if !queue_dry && channel_checked.elapsed() >= CHANNEL_CHECK_EVERY {
                 channel_checked = Instant::now();

@@ -56,6 +56,8 @@ pub(crate) struct WorkerShared {
     /// while a job runs hands back exactly the jobs that will never start here.
     jobs: Mutex<JobQueue>,
     heartbeat: Duration,
+    /// The watchdog put something in the job thread's inbox since it last looked.
+    pub(super) inbox_waiting: AtomicBool,
 }
 
 /// The next job the job thread runs, and what it needs to know of the queue.
@@ -96,6 +98,8 @@ pub(super) fn watchdog_loop(shared: &Arc<WorkerShared>, inbox: mpsc::UnboundedSe
             };
             if let Some(item) = item {
                 let _ = inbox.send(item);
+                // After the send: a job thread that clears the flag then finds it.
+                shared.inbox_waiting.store(true, Ordering::Release);
             }
         },
     );
@@ -192,6 +196,7 @@ impl WorkerShared {
             current_job: AtomicU64::new(NO_JOB),
             jobs: Mutex::new(JobQueue::default()),
             heartbeat: Duration::from_millis(config.heartbeat_ms.max(1)),
+            inbox_waiting: AtomicBool::new(false),
         }
     }
 

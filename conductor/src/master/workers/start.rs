@@ -86,6 +86,14 @@ where
         self.workers.started += 1;
         log!(self, debug, worker_id, "worker process started");
         let slot = WorkerSlot::new(SlotState::Starting(Instant::now()), started, &self.settings);
+        // Reachable by `send` and `broadcast` from now: what it is sent waits in its
+        // channel, behind its handshake, and is handled as soon as its `init` is done.
+        // (A worker that joins through a server listens only once it has joined.)
+        if slot.feed == Feed::Own {
+            self.shared
+                .lock_links()
+                .insert(worker_id, slot.link.clone());
+        }
         self.workers.slots.insert(worker_id, slot);
         Ok(())
     }
