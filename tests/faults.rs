@@ -219,6 +219,7 @@ async fn a_poison_job_fails_after_its_attempts_and_spares_the_others() {
         failure.error
     );
     assert!(failure.error.contains("signal"), "{}", failure.error);
+    assert_eq!(failure.kind, conductor::FailureKind::Crashed);
     let crashes = crashes(&events);
     assert!(crashes.len() >= 3, "{crashes:?}");
     assert!(crashes.iter().all(|c| c.signal == Some(libc::SIGABRT)));
@@ -309,6 +310,7 @@ async fn a_stuck_job_times_out_and_its_worker_is_replaced() {
         "{}",
         failure.error
     );
+    assert_eq!(failure.kind, conductor::FailureKind::TimedOut);
     // Two kills for job 3; a busy machine might time out an innocent job once more.
     let crashes = crashes(&events);
     assert!(crashes.len() >= 2, "{crashes:?}");
@@ -365,6 +367,7 @@ async fn jobs_and_outputs_too_large_for_a_frame_fail_clearly() {
         "{}",
         report.failures()[0].error
     );
+    assert_eq!(report.failures()[0].kind, conductor::FailureKind::Protocol);
     let report = Conductor::<Vec<u8>, usize>::new("byte_counter")
         .worker_limit(1)
         .max_frame_bytes(64 << 10)

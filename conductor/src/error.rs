@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::jobs::Jobs;
-use crate::report::JobFailure;
+use crate::report::{FailureKind, JobFailure};
 
 /// A failed job kept in an [`Error`], which is not generic over the job type.
 #[derive(Debug)]
@@ -18,6 +18,7 @@ pub(crate) struct EncodedFailure {
     pub job: Option<Bytes>,
     pub error: String,
     pub attempts: u32,
+    pub kind: FailureKind,
 }
 
 /// Everything that can go wrong in conductor, for the master and for job code alike.
@@ -243,6 +244,7 @@ impl Error {
                     .and_then(|bytes| postcard::from_bytes(bytes).ok()),
                 error: f.error.clone(),
                 attempts: f.attempts,
+                kind: f.kind,
             })
             .collect()
     }

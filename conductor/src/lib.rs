@@ -150,7 +150,7 @@ pub use crate::handle::ConductorHandle;
 pub use crate::jobs::Jobs;
 pub use crate::message::Message;
 pub use crate::report::Interrupt;
-pub use crate::report::{JobFailure, JobOutput, Report};
+pub use crate::report::{FailureKind, JobFailure, JobOutput, Report};
 pub use crate::running::Running;
 pub use crate::settings::NatsAuth;
 pub use crate::stats::StatsReport;

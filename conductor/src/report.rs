@@ -24,6 +24,40 @@ pub struct JobFailure<J> {
     pub error: String,
     /// How many times it ran (a job error counts as one run).
     pub attempts: u32,
+    /// How it failed, to branch on without reading `error`.
+    pub kind: FailureKind,
+}
+
+/// How a job failed for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The job code returned an error.
+    Returned,
+    /// The job code panicked (the panic was caught; the worker went on).
+    Panicked,
+    /// It ran past `job_timeout` on its last attempt, and its worker was killed.
+    TimedOut,
+    /// Its worker crashed, was killed or stopped answering on its last attempt.
+    Crashed,
+    /// The job or its output could not travel: it could not be encoded or decoded as
+    /// its type (serde), or did not fit in a frame.
+    Protocol,
+    /// It failed in an earlier run of a resumed distributed run.
+    Earlier,
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailureKind::Returned => "returned an error",
+            FailureKind::Panicked => "panicked",
+            FailureKind::TimedOut => "timed out",
+            FailureKind::Crashed => "its worker crashed",
+            FailureKind::Protocol => "could not travel",
+            FailureKind::Earlier => "failed in an earlier run",
+        })
+    }
 }
 
 /// The end of a run: every submitted job is counted exactly once as completed,

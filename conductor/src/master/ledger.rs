@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::report::FailureKind;
 use crate::wire::BatchWriter;
 
 /// A job the ledger holds. It is encoded anew each time it is sent, straight into
@@ -38,13 +39,16 @@ pub(crate) struct Failure<J> {
     pub job: J,
     pub error: String,
     pub attempts: u32,
+    pub kind: FailureKind,
 }
 
 /// Who is to blame when a worker stops without answering all its jobs.
 pub(crate) enum Blame {
     /// The worker said which job it was running when it crashed.
     Job(u64),
-    /// The oldest job in flight ran too long.
+    /// The oldest job in flight ran past the job timeout.
+    TimedOut,
+    /// The oldest job in flight was running when its worker stopped answering.
     Oldest,
     /// The worker said it was not running any job (it failed to start, say).
     Nobody,
@@ -139,6 +143,7 @@ impl<J> Ledger<J> {
             job,
             error,
             attempts: 1,
+            kind: FailureKind::Earlier,
         }
     }
 
@@ -179,7 +184,7 @@ impl<J> Ledger<J> {
         &mut self,
         worker: u64,
         id: u64,
-        outcome: Result<(), String>,
+        outcome: Result<(), (FailureKind, String)>,
         now: Instant,
     ) -> Option<Settled<J>> {
         let queue = self.workers.get_mut(&worker)?;
@@ -200,13 +205,14 @@ impl<J> Ledger<J> {
                 self.completed += 1;
                 Settled::Completed { id }
             }
-            Err(error) => {
+            Err((kind, error)) => {
                 self.failed += 1;
                 Settled::Failed(Failure {
                     id,
                     job: job.job,
                     error,
                     attempts: job.attempts + 1,
+                    kind,
                 })
             }
         })
@@ -228,6 +234,10 @@ impl<J> Ledger<J> {
     /// attempt and fails for good once it has used them all; the returned failures
     /// carry `reason`.
     pub fn worker_lost(&mut self, worker: u64, blame: Blame, reason: &str) -> Vec<Failure<J>> {
+        let kind = match blame {
+            Blame::TimedOut => FailureKind::TimedOut,
+            _ => FailureKind::Crashed,
+        };
         let Some(queue) = self.workers.remove(&worker) else {
             return Vec::new();
         };
@@ -236,7 +246,7 @@ impl<J> Ledger<J> {
         // `Some(culprit)` when blame is certain; the culprit may have answered already.
         let blamed = match blame {
             Blame::Job(id) => Some(jobs.iter().position(|j| j.id == id)),
-            Blame::Oldest => Some((!jobs.is_empty()).then_some(0)),
+            Blame::Oldest | Blame::TimedOut => Some((!jobs.is_empty()).then_some(0)),
             Blame::Nobody => Some(None),
             Blame::Unknown if jobs.len() == 1 => Some(Some(0)),
             Blame::Unknown => None,
@@ -260,6 +270,7 @@ impl<J> Ledger<J> {
                     attempts: job.attempts,
                     job: job.job,
                     error,
+                    kind,
                 });
             } else {
                 self.suspects.push_back(job);
@@ -434,6 +445,7 @@ fn refusal<J>(job: PendingJob<J>, error: String) -> Failure<J> {
         job: job.job,
         error,
         attempts: job.attempts,
+        kind: FailureKind::Protocol,
     }
 }
 
@@ -469,6 +481,7 @@ mod tests {
         id: u64,
         outcome: Result<(), String>,
     ) -> Option<Settled<u64>> {
+        let outcome = outcome.map_err(|e| (FailureKind::Returned, e));
         ledger.settle(worker, id, outcome, Instant::now())
     }
 

@@ -10,9 +10,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::ledger::{Blame, Failure, Settled};
 use super::{Master, RUN_QUEUE};
 use crate::event::Event;
-use crate::report::{JobFailure, JobOutput};
+use crate::report::{FailureKind, JobFailure, JobOutput};
 use crate::transport::Feed;
-use crate::wire::ResultsReader;
+use crate::wire::{FailedAs, ResultsReader};
 
 impl<J, O> Master<J, O>
 where
@@ -75,18 +75,26 @@ where
                         output = Some(decoded);
                         Ok(())
                     }
-                    Err(e) => Err(format!(
-                        "could not decode the output as `{}`: {e}",
-                        std::any::type_name::<O>()
+                    Err(e) => Err((
+                        FailureKind::Protocol,
+                        format!(
+                            "could not decode the output as `{}`: {e}",
+                            std::any::type_name::<O>()
+                        ),
                     )),
                 },
                 Ok(_) => Ok(()),
-                Err(error) => Err(String::from_utf8_lossy(error).into_owned()),
+                Err((failed, error)) => Err((
+                    failure_kind(failed),
+                    String::from_utf8_lossy(error).into_owned(),
+                )),
             };
             if holder == RUN_QUEUE && entry.id >= self.accounts.ledger.next_id() {
                 // Finished before this master took the job from its source: a run
                 // resumed after its master stopped. Kept until the source gets there.
-                self.accounts.settled_before.insert(entry.id, outcome.err());
+                self.accounts
+                    .settled_before
+                    .insert(entry.id, outcome.err().map(|(_, error)| error));
                 continue;
             }
             let Some(settled) = self.accounts.ledger.settle(holder, entry.id, outcome, now) else {
@@ -144,6 +152,7 @@ where
             job,
             error,
             attempts,
+            kind,
         } = failure;
         log!(self, warn, job_id = id, attempts, "job failed: {error}");
         if let Some(journal) = &mut self.accounts.journal {
@@ -154,10 +163,21 @@ where
             job,
             error,
             attempts,
+            kind,
         };
         if self.events.listening() {
             self.events.push(Event::Failed(failure.clone()));
         }
         self.accounts.failures.push(failure);
+    }
+}
+
+/// How a worker said a job failed, as the caller sees it.
+fn failure_kind(failed: FailedAs) -> FailureKind {
+    match failed {
+        FailedAs::Returned => FailureKind::Returned,
+        FailedAs::Panicked => FailureKind::Panicked,
+        FailedAs::Protocol => FailureKind::Protocol,
+        FailedAs::Crashed => FailureKind::Crashed,
     }
 }

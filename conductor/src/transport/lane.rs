@@ -215,7 +215,7 @@ mod tests {
     fn answers(n: u64) -> Bytes {
         let mut batch = BatchWriter::results(64);
         for id in 0..n {
-            batch.push_result(id, true, &[]);
+            batch.push_output(id, &[]);
         }
         batch.finish().slice(5..)
     }

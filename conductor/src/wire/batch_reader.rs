@@ -87,12 +87,40 @@ impl JobQueue {
     }
 }
 
+/// How a job failed, as its results entry says (the byte after its id; 1 is "ok").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailedAs {
+    /// The job code returned an error.
+    Returned = 0,
+    /// The job code panicked.
+    Panicked = 2,
+    /// The job or its output could not travel: decoding, encoding, the frame limit.
+    Protocol = 3,
+    /// Its workers died on every attempt (as a run queue counts deliveries).
+    Crashed = 4,
+}
+
+/// The status byte of an entry that holds an output.
+pub(crate) const STATUS_OK: u8 = 1;
+
+impl FailedAs {
+    fn from_status(status: u8) -> Option<FailedAs> {
+        Some(match status {
+            0 => FailedAs::Returned,
+            2 => FailedAs::Panicked,
+            3 => FailedAs::Protocol,
+            4 => FailedAs::Crashed,
+            _ => return None,
+        })
+    }
+}
+
 /// One entry of a results frame, borrowed from the frame.
 #[derive(Debug)]
 pub struct ResultEntry<'a> {
     pub id: u64,
-    /// The postcard-encoded output, or the UTF-8 error message of a failed job.
-    pub outcome: Result<&'a [u8], &'a [u8]>,
+    /// The postcard-encoded output, or how the job failed and its UTF-8 message.
+    pub outcome: Result<&'a [u8], (FailedAs, &'a [u8])>,
 }
 
 /// Walks the results of a results frame without copying them.
@@ -132,12 +160,15 @@ impl<'a> Iterator for ResultsReader<'a> {
 fn parse_result(body: &[u8]) -> Option<(ResultEntry<'_>, &[u8])> {
     let (header, rest) = body.split_first_chunk::<13>()?;
     let id = u64::from_le_bytes(header[..8].try_into().ok()?);
-    let ok = header[8];
+    let status = header[8];
     let len = u32::from_le_bytes(header[9..].try_into().ok()?) as usize;
-    if rest.len() < len || ok > 1 {
+    if rest.len() < len {
         return None;
     }
     let (payload, rest) = rest.split_at(len);
-    let outcome = if ok == 1 { Ok(payload) } else { Err(payload) };
+    let outcome = match status {
+        STATUS_OK => Ok(payload),
+        other => Err((FailedAs::from_status(other)?, payload)),
+    };
     Some((ResultEntry { id, outcome }, rest))
 }

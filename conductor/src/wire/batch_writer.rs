@@ -138,9 +138,20 @@ impl BatchWriter {
         self.count += 1;
     }
 
-    pub fn push_result(&mut self, id: u64, ok: bool, payload: &[u8]) {
+    /// An entry holding an already encoded output.
+    #[cfg(test)]
+    pub fn push_output(&mut self, id: u64, payload: &[u8]) {
+        self.push_entry(id, super::batch_reader::STATUS_OK, payload);
+    }
+
+    /// An entry saying how job `id` failed, with its message.
+    pub fn push_failure(&mut self, id: u64, failed: super::FailedAs, message: &[u8]) {
+        self.push_entry(id, failed as u8, message);
+    }
+
+    fn push_entry(&mut self, id: u64, status: u8, payload: &[u8]) {
         self.put(&id.to_le_bytes());
-        self.put(&[ok as u8]);
+        self.put(&[status]);
         self.put(&(payload.len() as u32).to_le_bytes());
         self.put(payload);
         self.count += 1;

@@ -29,7 +29,7 @@ mod tests;
 
 use std::io;
 
-pub(crate) use batch_reader::{JobQueue, ResultsReader};
+pub(crate) use batch_reader::{FailedAs, JobQueue, ResultsReader};
 pub(crate) use batch_writer::BatchWriter;
 pub(crate) use control::{
     control_frame, decode_control, ReplyResult, Request, StatsRoll, ToMaster, ToWorker,

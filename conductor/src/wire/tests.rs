@@ -104,15 +104,15 @@ fn values_encoded_in_place_match_postcard_and_count_what_was_handed_out() {
 #[test]
 fn result_batches_round_trip() {
     let mut batch = BatchWriter::results(64);
-    batch.push_result(1, true, b"out");
-    batch.push_result(2, false, b"boom");
-    batch.push_result(3, true, b"xy");
+    batch.push_output(1, b"out");
+    batch.push_failure(2, FailedAs::Panicked, b"boom");
+    batch.push_output(3, b"xy");
     let Frame::Results(body) = Frame::parse(body_of(batch.finish())).unwrap() else {
         panic!("not a results frame")
     };
     let results: Vec<_> = ResultsReader::new(&body).map(Result::unwrap).collect();
     assert_eq!(results[0].outcome, Ok(&b"out"[..]));
-    assert_eq!(results[1].outcome, Err(&b"boom"[..]));
+    assert_eq!(results[1].outcome, Err((FailedAs::Panicked, &b"boom"[..])));
     assert_eq!((results[2].id, results[2].outcome), (3, Ok(&b"xy"[..])));
     assert!(ResultsReader::new(&body[..20]).nth(1).unwrap().is_err());
 }

@@ -29,7 +29,7 @@ use super::shared::{flush_loop, stats_loop, watchdog_loop, Inbox, WorkerShared, 
 use crate::limits::explain;
 use crate::message::Message;
 use crate::wire::{
-    control_frame, decode_control, read_frame, Frame, ToMaster, ToWorker, WorkerConfig,
+    control_frame, decode_control, read_frame, FailedAs, Frame, ToMaster, ToWorker, WorkerConfig,
     PROTOCOL_VERSION,
 };
 
@@ -353,22 +353,22 @@ async fn run_job<W: JobWorker>(
     let job = match decoded {
         Ok(job) => job,
         Err(error) => {
-            shared.finish_failure(id, &error);
+            shared.finish_failure(id, FailedAs::Protocol, &error);
             return Some(error);
         }
     };
     shared.current_job.store(id, Ordering::Relaxed);
     let outcome = catch_panic(state.process(job, worker)).await;
     shared.current_job.store(NO_JOB, Ordering::Relaxed);
-    let error = match outcome {
+    let (failed, error) = match outcome {
         Ok(Ok(value)) => match shared.finish_output(id, &value) {
             Ok(()) => return None,
-            Err(error) => error,
+            Err(error) => (FailedAs::Protocol, error),
         },
-        Ok(Err(e)) => format!("{e:#}"),
-        Err(panic) => format!("job panicked: {panic}"),
+        Ok(Err(e)) => (FailedAs::Returned, format!("{e:#}")),
+        Err(panic) => (FailedAs::Panicked, format!("job panicked: {panic}")),
     };
-    shared.finish_failure(id, &error);
+    shared.finish_failure(id, failed, &error);
     Some(error)
 }
 

@@ -22,8 +22,8 @@ use super::exit::{
 use crate::error::Error;
 use crate::message::{Message, Responder};
 use crate::wire::{
-    control_frame, decode_control, read_frame, BatchWriter, Frame, JobQueue, ReplyResult, Request,
-    ToMaster, ToWorker, WorkerConfig,
+    control_frame, decode_control, read_frame, BatchWriter, FailedAs, Frame, JobQueue, ReplyResult,
+    Request, ToMaster, ToWorker, WorkerConfig,
 };
 
 /// The longest a finished job's result waits in the worker before it is sent.
@@ -319,14 +319,14 @@ impl WorkerShared {
         Ok(())
     }
 
-    /// Buffers a failed job's error message.
-    pub(super) fn finish_failure(&self, id: u64, error: &str) {
+    /// Buffers a failed job's error message, and how it failed.
+    pub(super) fn finish_failure(&self, id: u64, failed: FailedAs, error: &str) {
         let error = &error.as_bytes()[..error.len().min(self.max_frame.saturating_sub(64))];
         let mut results = self.lock_results();
         if results.batch.body_len() + error.len() + 13 > self.max_frame {
             self.flush_locked(&mut results);
         }
-        results.batch.push_result(id, false, error);
+        results.batch.push_failure(id, failed, error);
         self.stats.job_finished(false);
         self.after_push(&mut results);
     }

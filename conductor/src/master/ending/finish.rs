@@ -12,7 +12,7 @@ use super::Phase;
 use crate::error::{EncodedFailure, Error};
 use crate::jobs::Jobs;
 use crate::master::Master;
-use crate::report::Report;
+use crate::report::{FailureKind, Report};
 
 impl<J, O> Master<J, O>
 where
@@ -80,6 +80,7 @@ where
                         job: None,
                         error: format!("could not encode the job: {e}"),
                         attempts: j.attempts,
+                        kind: FailureKind::Protocol,
                     }),
                 }
             }
@@ -89,6 +90,7 @@ where
                     job: encode(&f.job).ok(),
                     error: f.error,
                     attempts: f.attempts,
+                    kind: f.kind,
                 });
             }
             encoded_failures.sort_by_key(|f| f.id);

@@ -44,6 +44,7 @@ where
                     overdue.push((
                         worker_id,
                         format!("did not start within {:?}", self.settings.startup_timeout),
+                        Blame::Oldest,
                     ));
                 }
                 SlotState::Ready | SlotState::Stopping if self.is_silent(slot, worker_id, now) => {
@@ -55,6 +56,7 @@ where
                              or stuck in the middle of a frame)",
                             silence.as_secs_f64()
                         ),
+                        Blame::Oldest,
                     ));
                 }
                 SlotState::Ready => {
@@ -67,6 +69,7 @@ where
                             overdue.push((
                                 worker_id,
                                 format!("timed out after {timeout:?} on job {job_id}"),
+                                Blame::TimedOut,
                             ));
                         }
                     }
@@ -74,9 +77,9 @@ where
                 _ => {}
             }
         }
-        for (worker_id, reason) in overdue {
+        for (worker_id, reason, blame) in overdue {
             log!(self, warn, worker_id, "killing worker: it {reason}");
-            self.kill_worker(worker_id, reason, Blame::Oldest);
+            self.kill_worker(worker_id, reason, blame);
         }
     }
 

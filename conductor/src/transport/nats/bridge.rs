@@ -28,7 +28,7 @@ use super::{
 use crate::settings::NatsAuth;
 use crate::transport::Joined;
 use crate::wire::{
-    control_frame, decode_control, BatchWriter, FrameReader, Request, ToMaster, ToWorker,
+    control_frame, decode_control, BatchWriter, FailedAs, FrameReader, Request, ToMaster, ToWorker,
     KIND_CONTROL, PROTOCOL_VERSION,
 };
 
@@ -493,7 +493,7 @@ impl Bridge {
                         "its worker died or lost its lease on each of its {} attempts",
                         self.max_attempts
                     );
-                    exhausted.push_result(id, false, error.as_bytes());
+                    exhausted.push_failure(id, FailedAs::Crashed, error.as_bytes());
                     self.held().insert(id, message);
                     continue;
                 }
