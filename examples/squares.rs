@@ -22,16 +22,13 @@ async fn square(job: u64, worker: &Worker) -> anyhow::Result<u64> {
 
 #[conductor::main]
 async fn main() -> anyhow::Result<()> {
-    let report = Conductor::<u64, u64>::new("my_math_processor")
+    // The outputs in submission order; an error if any job failed.
+    let squares: Vec<u64> = Conductor::new("my_math_processor")
         .worker_limit(2) // at most keep 2 workers alive
         .logging(false)
-        .jobs(0..10)
-        .run()
+        .jobs(0..10u64)
+        .collect()
         .await?;
-    assert!(
-        report.all_completed(),
-        "some jobs did not complete: {report:?}"
-    );
-    println!("All jobs finished processing");
+    println!("All jobs finished processing: {squares:?}");
     Ok(())
 }

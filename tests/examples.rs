@@ -38,14 +38,17 @@ fn squares_prints_the_seeds_lines() {
             "{line}"
         );
     }
-    assert_eq!(lines[10], "All jobs finished processing");
+    assert_eq!(
+        lines[10],
+        "All jobs finished processing: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]"
+    );
 }
 
 #[test]
 fn multi_type_runs_two_conductors_at_once() {
     let stdout = run_example("multi_type");
     assert!(
-        stdout.contains("shouted: ALPHA BETA DELTA GAMMA"),
+        stdout.contains("shouted: ALPHA BETA GAMMA DELTA"),
         "{stdout}"
     );
     assert!(

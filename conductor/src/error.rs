@@ -80,6 +80,12 @@ pub(crate) enum Kind {
     Disconnected(String),
     /// The conductor was used in a way it does not allow.
     Usage(String),
+    /// `collect` found jobs without an output: failed, or not run.
+    JobsWithoutOutput {
+        missing: usize,
+        total: usize,
+        first: String,
+    },
 }
 
 impl Error {
@@ -167,6 +173,12 @@ impl Error {
             Kind::Spawn(e) if crate::limits::is_exhausted(e) => Some(crate::limits::explain(e)),
             _ => None,
         }
+    }
+
+    /// `collect` found jobs without an output: some failed ([`Error::failures`]) or
+    /// did not run ([`Error::not_run`], [`Error::take_unsubmitted`]).
+    pub fn is_job_failure(&self) -> bool {
+        matches!(self.0.kind, Kind::JobsWithoutOutput { .. })
     }
 
     /// A worker process could not be started.
@@ -287,6 +299,11 @@ impl fmt::Display for Error {
             Kind::Remote(message) => write!(f, "{message}"),
             Kind::Disconnected(message) => write!(f, "{message}"),
             Kind::Usage(message) => write!(f, "{message}"),
+            Kind::JobsWithoutOutput { missing, total, first } => write!(
+                f,
+                "{missing} of {total} jobs have no output (first: {first}); \
+                 collect_results keeps the outputs of the others"
+            ),
         }
     }
 }

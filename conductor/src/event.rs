@@ -16,7 +16,7 @@ use crate::stats::StatsReport;
 #[non_exhaustive]
 pub enum Event<J, O> {
     /// A job finished with an output.
-    Output(JobOutput<O>),
+    Output(JobOutput<J, O>),
     /// A job failed for good.
     Failed(JobFailure<J>),
     /// Every live worker has rolled its counters: one aggregated report.

@@ -15,21 +15,23 @@
 //!
 //! #[conductor::main]
 //! async fn main() -> anyhow::Result<()> {
-//!     let report = conductor::Conductor::<u64, u64>::new("my_math_processor")
+//!     let squares: Vec<u64> = conductor::Conductor::new("my_math_processor")
 //!         .worker_limit(2)
 //!         .jobs(0..10u64)
-//!         .run()
+//!         .collect()
 //!         .await?;
-//!     println!("All jobs finished processing ({} done)", report.completed());
+//!     println!("All jobs finished processing: {squares:?}");
 //!     Ok(())
 //! }
 //! ```
 //!
 //! # How it fits together
 //!
-//! - [`Conductor`] configures a run; [`Conductor::run`] returns a [`Report`], and
-//!   [`Conductor::start`] returns a [`Running`] whose [`Event`]s carry each job's
-//!   output or failure, stats reports, worker crashes and exits, and custom messages.
+//! - [`Conductor`] configures a run. [`Conductor::collect`] returns the outputs in
+//!   submission order, [`Conductor::collect_results`] a result per job and the
+//!   [`Report`], [`Conductor::run`] only the report, and [`Conductor::start`] a
+//!   [`Running`] whose results ([`Running::next_result`]) or [`Event`]s come as
+//!   jobs finish, with stats reports, worker crashes and exits, and custom messages.
 //! - A [`ConductorHandle`] sends messages to workers, reads and writes lookup tables,
 //!   and aborts, from anywhere.
 //! - Job code gets a [`Worker`]: its ids, counters, lookups, and requests to the
@@ -120,6 +122,7 @@
 //! Unix only (Linux and macOS): workers are joined to their master by a socket pair.
 
 mod boot;
+mod collect;
 mod conductor;
 mod error;
 mod event;
@@ -143,6 +146,7 @@ mod worker;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use crate::collect::{Collected, Finished, JobError};
 pub use crate::conductor::Conductor;
 pub use crate::error::Error;
 pub use crate::event::{Event, WorkerCrash, WorkerExit};

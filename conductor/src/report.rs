@@ -4,12 +4,13 @@ use std::time::Duration;
 
 use crate::jobs::Jobs;
 
-/// A job that finished: its output, sent back by the worker that ran it.
+/// A job that finished: the job, and its output, sent back by the worker that ran it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct JobOutput<O> {
+pub struct JobOutput<J, O> {
     /// The job's position in submission order, from 0.
     pub id: u64,
     pub worker_id: u64,
+    pub job: J,
     pub output: O,
 }
 

@@ -29,7 +29,7 @@ pub(crate) struct PendingJob<J> {
 
 /// A job whose fate is sealed.
 pub(crate) enum Settled<J> {
-    Completed { id: u64 },
+    Completed { id: u64, job: J },
     Failed(Failure<J>),
 }
 
@@ -203,7 +203,7 @@ impl<J> Ledger<J> {
         Some(match outcome {
             Ok(()) => {
                 self.completed += 1;
-                Settled::Completed { id }
+                Settled::Completed { id, job: job.job }
             }
             Err((kind, error)) => {
                 self.failed += 1;
@@ -491,7 +491,7 @@ mod tests {
         assert_eq!(send(&mut ledger, 1, 3), 3);
         assert!(matches!(
             settle(&mut ledger, 1, 0, Ok(())),
-            Some(Settled::Completed { id: 0 })
+            Some(Settled::Completed { id: 0, .. })
         ));
         assert!(
             settle(&mut ledger, 1, 0, Ok(())).is_none(),
@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(send(&mut ledger, 4, 10), 1);
         assert!(matches!(
             settle(&mut ledger, 4, 2, Ok(())),
-            Some(Settled::Completed { id: 2 })
+            Some(Settled::Completed { id: 2, .. })
         ));
         // Job 0 runs alone again and kills its worker a second time: out of attempts.
         assert_eq!(send(&mut ledger, 4, 10), 1);
@@ -549,7 +549,7 @@ mod tests {
         assert_eq!(send(&mut ledger, 2, 10), 1);
         assert!(matches!(
             settle(&mut ledger, 2, 1, Ok(())),
-            Some(Settled::Completed { id: 1 })
+            Some(Settled::Completed { id: 1, .. })
         ));
         assert_eq!(send(&mut ledger, 2, 10), 2);
         let not_run: Vec<u64> = ledger.drain_not_run().iter().map(|j| j.id).collect();

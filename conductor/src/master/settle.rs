@@ -102,7 +102,7 @@ where
             };
             count += 1;
             match settled {
-                Settled::Completed { id } => {
+                Settled::Completed { id, job } => {
                     if let Some(journal) = &mut self.accounts.journal {
                         journal.record(id, true);
                     }
@@ -110,6 +110,7 @@ where
                         self.events.push(Event::Output(JobOutput {
                             id,
                             worker_id,
+                            job,
                             output,
                         }));
                     }
