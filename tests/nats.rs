@@ -858,3 +858,45 @@ async fn local_workers_are_recycled_after_max_jobs() {
     assert!(report.workers_started() >= 8, "{report:?}");
     assert_eq!(report.worker_crashes(), 0, "recycling is not crashing");
 }
+
+/// Fails the first run of every job (a mark per job in `NATS_RETRY_MARKS`).
+#[conductor::worker(type = "nats_flaky")]
+fn nats_flaky(job: u64) -> anyhow::Result<u64> {
+    let dir = std::path::PathBuf::from(std::env::var("NATS_RETRY_MARKS").unwrap());
+    let first = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join(job.to_string()))
+        .is_ok();
+    if first {
+        anyhow::bail!("the first run of job {job} fails");
+    }
+    Ok(job * 10)
+}
+
+/// The retry policy is the master's: in the distributed mode a job that returned an
+/// error goes back on the run queue after its backoff, and any worker runs it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_work_through_the_run_queue() {
+    let Some(url) = nats_url() else {
+        return;
+    };
+    let marks = std::env::temp_dir().join(unique_run("nats-retry-marks"));
+    std::fs::create_dir_all(&marks).unwrap();
+    let outputs: Vec<u64> = Conductor::new("nats_flaky")
+        .nats(&url)
+        .run_name(unique_run("retry"))
+        .worker_limit(2)
+        .logging(false)
+        .worker_env("NATS_RETRY_MARKS", marks.to_string_lossy())
+        .retry(
+            conductor::Retry::attempts(2)
+                .backoff(Duration::from_millis(10), Duration::from_millis(50)),
+        )
+        .jobs(0..30u64)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(outputs, (0..30).map(|n| n * 10).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(marks);
+}

@@ -22,7 +22,9 @@ use crate::lookup;
 use crate::master::{default_key, Journal, KeyFn, RunInput, RunThread};
 use crate::report::Report;
 use crate::running::Running;
-use crate::settings::{Backend, DispatchSettings, NatsAuth, Settings, DEFAULT_LIVENESS_TIMEOUT};
+use crate::settings::{
+    Backend, DispatchSettings, Halt, NatsAuth, Retry, Settings, DEFAULT_LIVENESS_TIMEOUT,
+};
 use crate::wire::DEFAULT_MAX_FRAME_BYTES;
 use crate::worker::NamedWorker;
 
@@ -78,6 +80,8 @@ where
                 liveness_timeout: Some(DEFAULT_LIVENESS_TIMEOUT),
                 startup_timeout: Duration::from_secs(30),
                 max_attempts: 3,
+                retry: Retry::default(),
+                halt: None,
                 dispatch: DispatchSettings::default(),
                 max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
                 crash_on_job_error: false,
@@ -194,10 +198,25 @@ where
     }
 
     /// How many runs of a job may end with its worker crashing or timing out before
-    /// the job is reported failed (default 3). A job that returns an error is not
-    /// retried.
+    /// the job is reported failed (default 3). A job that returns an error is retried
+    /// only as [`Conductor::retry`] says.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.settings.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Retries jobs that return an error, after a backoff (see [`Retry`]); by default
+    /// they are not retried. Separate from [`Conductor::max_attempts`], which counts
+    /// crashes and timeouts.
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.settings.retry = retry;
+        self
+    }
+
+    /// Stops taking jobs once too many fail (see [`Halt`]); by default a run goes on
+    /// whatever fails.
+    pub fn halt(mut self, halt: Halt) -> Self {
+        self.settings.halt = Some(halt);
         self
     }
 

@@ -257,6 +257,7 @@ impl Error {
                 error: f.error.clone(),
                 attempts: f.attempts,
                 kind: f.kind,
+                history: Vec::new(),
             })
             .collect()
     }

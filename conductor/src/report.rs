@@ -27,14 +27,26 @@ pub struct JobFailure<J> {
     pub attempts: u32,
     /// How it failed, to branch on without reading `error`.
     pub kind: FailureKind,
+    /// How each earlier run ended, oldest first: retried errors, crashes.
+    pub history: Vec<Attempt>,
+}
+
+/// How one run of a job ended, in a failure's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub kind: FailureKind,
+    pub error: String,
 }
 
 /// How a job failed for good.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FailureKind {
-    /// The job code returned an error.
+    /// The job code returned an error (on its last attempt, when retried).
     Returned,
+    /// The job code returned an error it marked [`Permanent`](crate::Permanent): no
+    /// retry could fix it.
+    Permanent,
     /// The job code panicked (the panic was caught; the worker went on).
     Panicked,
     /// It ran past `job_timeout` on its last attempt, and its worker was killed.
@@ -52,6 +64,7 @@ impl std::fmt::Display for FailureKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             FailureKind::Returned => "returned an error",
+            FailureKind::Permanent => "returned a permanent error",
             FailureKind::Panicked => "panicked",
             FailureKind::TimedOut => "timed out",
             FailureKind::Crashed => "its worker crashed",
@@ -212,6 +225,8 @@ pub enum Interrupt {
     Terminate,
     /// [`crate::ConductorHandle::shutdown`] was called.
     Shutdown,
+    /// The halt policy ([`crate::Halt`]): too many jobs failed.
+    Halted,
 }
 
 impl Interrupt {
@@ -221,6 +236,8 @@ impl Interrupt {
         match self {
             Interrupt::CtrlC | Interrupt::Shutdown => 128 + libc::SIGINT,
             Interrupt::Terminate => 128 + libc::SIGTERM,
+            // Jobs failed: the code of a run with failures.
+            Interrupt::Halted => 1,
         }
     }
 
@@ -239,6 +256,7 @@ impl std::fmt::Display for Interrupt {
             Interrupt::CtrlC => "Ctrl-C",
             Interrupt::Terminate => "SIGTERM",
             Interrupt::Shutdown => "shutdown",
+            Interrupt::Halted => "the halt policy",
         })
     }
 }

@@ -28,6 +28,10 @@ pub(crate) struct Settings {
     pub liveness_timeout: Option<Duration>,
     pub startup_timeout: Duration,
     pub max_attempts: u32,
+    /// Retries of jobs that return an error.
+    pub retry: Retry,
+    /// When to stop taking jobs because too many fail.
+    pub halt: Option<Halt>,
     pub dispatch: DispatchSettings,
     pub max_frame_bytes: usize,
     pub crash_on_job_error: bool,
@@ -39,6 +43,117 @@ pub(crate) struct Settings {
     pub progress: bool,
     pub total_jobs: Option<u64>,
     pub backend: Backend,
+}
+
+/// How jobs that return an error are retried: separate from the attempts that crashes
+/// and timeouts use up ([`Conductor::max_attempts`](crate::Conductor::max_attempts)).
+/// Each retry waits a backoff that doubles from the first delay up to the longest,
+/// each wait drawn at random within ±50% of it (jitter), so retries of many jobs that
+/// failed together do not come back together. Job code marks an error no retry can
+/// fix with [`Permanent`](crate::Permanent): that job fails at once.
+///
+/// ```
+/// # #[conductor::worker(type = "doc_retry")]
+/// # fn fetch(url: String) -> anyhow::Result<usize> { Ok(url.len()) }
+/// use std::time::Duration;
+/// use conductor::{Conductor, Retry};
+/// let conductor = Conductor::<String, usize>::new("doc_retry")
+///     .retry(Retry::attempts(4).backoff(Duration::from_millis(200), Duration::from_secs(10)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    pub(crate) attempts: u32,
+    pub(crate) first_delay: Duration,
+    pub(crate) max_delay: Duration,
+}
+
+impl Retry {
+    /// Runs a job that returns an error up to `attempts` times in all (1: never
+    /// retried, the default), after 100 ms, 200 ms, 400 ms... at most 30 s.
+    pub fn attempts(attempts: u32) -> Self {
+        Retry {
+            attempts: attempts.max(1),
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+
+    /// The wait before the first retry, doubled for each next one up to `max`.
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.first_delay = first;
+        self.max_delay = max.max(first);
+        self
+    }
+
+    /// The wait before retry number `retry` (from 1), with `jitter` in [0, 1) drawn
+    /// at random: ±50% around the doubled delay.
+    pub(crate) fn delay(&self, retry: u32, jitter: f64) -> Duration {
+        let doubled = self
+            .first_delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(20))
+            .min(self.max_delay);
+        doubled.mul_f64(0.5 + jitter)
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry::attempts(1)
+    }
+}
+
+/// When a run stops taking new jobs because too many fail, as GNU parallel's `--halt`
+/// does: after a number of failed jobs, or once a share of the settled jobs failed.
+/// The jobs already running finish (or, with [`Halt::kill_running`], are stopped and
+/// reported not run); the run then ends with [`Interrupt::Halted`](crate::Interrupt).
+///
+/// ```
+/// # #[conductor::worker(type = "doc_halt")]
+/// # fn work(job: u32) -> anyhow::Result<u32> { Ok(job) }
+/// use conductor::{Conductor, Halt};
+/// let strict = Conductor::<u32, u32>::new("doc_halt").halt(Halt::after_failures(1));
+/// let tolerant = Conductor::<u32, u32>::new("doc_halt").halt(Halt::at_failure_ratio(0.1, 100));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Halt {
+    pub(crate) failures: Option<u64>,
+    pub(crate) ratio: Option<(f64, u64)>,
+    pub(crate) kill_running: bool,
+}
+
+impl Halt {
+    /// Stops taking jobs once `failures` jobs have failed for good.
+    pub fn after_failures(failures: u64) -> Self {
+        Halt {
+            failures: Some(failures.max(1)),
+            ratio: None,
+            kill_running: false,
+        }
+    }
+
+    /// Stops taking jobs once more than `ratio` (0 to 1) of the settled jobs failed,
+    /// counted from `after` settled jobs on (so one early failure does not stop it).
+    pub fn at_failure_ratio(ratio: f64, after: u64) -> Self {
+        Halt {
+            failures: None,
+            ratio: Some((ratio.clamp(0.0, 1.0), after.max(1))),
+            kill_running: false,
+        }
+    }
+
+    /// Stops the jobs that run when the run halts, instead of letting them finish.
+    pub fn kill_running(mut self) -> Self {
+        self.kill_running = true;
+        self
+    }
+
+    /// Whether `failed` of `settled` jobs call for a halt.
+    pub(crate) fn reached(&self, failed: u64, settled: u64) -> bool {
+        self.failures.is_some_and(|limit| failed >= limit)
+            || self.ratio.is_some_and(|(ratio, after)| {
+                settled >= after && failed as f64 > ratio * settled as f64
+            })
+    }
 }
 
 /// How the distributed mode proves itself to a secured NATS server, and trusts it.

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::ledger::Ledger;
 use super::Journal;
 use crate::report::JobFailure;
+use crate::settings::Retry;
 
 pub(super) struct Accounts<J> {
     pub ledger: Ledger<J>,
@@ -23,9 +24,14 @@ pub(super) struct Accounts<J> {
 }
 
 impl<J> Accounts<J> {
-    pub fn new(max_attempts: u32, journal: Option<Journal<J>>, catching_up: bool) -> Self {
+    pub fn new(
+        max_attempts: u32,
+        retry: Retry,
+        journal: Option<Journal<J>>,
+        catching_up: bool,
+    ) -> Self {
         Accounts {
-            ledger: Ledger::new(max_attempts),
+            ledger: Ledger::new(max_attempts, retry),
             failures: Vec::new(),
             journal,
             settled_before: HashMap::new(),

@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::report::FailureKind;
+use super::backoff::{jitter, Backoff};
+use crate::report::{Attempt, FailureKind};
+use crate::settings::Retry;
 use crate::wire::BatchWriter;
 
 /// A job the ledger holds. It is encoded anew each time it is sent, straight into
@@ -25,12 +27,21 @@ pub(crate) struct PendingJob<J> {
     pub job: J,
     /// Runs that ended with the job's worker crashing or timing out.
     pub attempts: u32,
+    /// Runs that returned an error (retried while the retry policy allows).
+    pub returned: u32,
+    /// How each earlier run ended, oldest first.
+    pub history: Vec<Attempt>,
 }
 
-/// A job whose fate is sealed.
+/// A job whose fate is sealed, or put off.
 pub(crate) enum Settled<J> {
-    Completed { id: u64, job: J },
+    Completed {
+        id: u64,
+        job: J,
+    },
     Failed(Failure<J>),
+    /// It returned an error and will run again after its backoff.
+    Retrying,
 }
 
 /// A job that failed for good.
@@ -40,6 +51,8 @@ pub(crate) struct Failure<J> {
     pub error: String,
     pub attempts: u32,
     pub kind: FailureKind,
+    /// How each earlier run ended, oldest first.
+    pub history: Vec<Attempt>,
 }
 
 /// Who is to blame when a worker stops without answering all its jobs.
@@ -91,10 +104,16 @@ pub(crate) struct Ledger<J> {
     completed: u64,
     failed: u64,
     max_attempts: u32,
+    retry_policy: Retry,
+    /// Jobs that returned an error, waiting for their retry.
+    backoff: Backoff<PendingJob<J>>,
+    /// Retried jobs the last `dispatch` sent, with their runs before: a run queue
+    /// must tell them from the first sending.
+    resent: Vec<(u64, u32)>,
 }
 
 impl<J> Ledger<J> {
-    pub fn new(max_attempts: u32) -> Self {
+    pub fn new(max_attempts: u32, retry: Retry) -> Self {
         Ledger {
             fresh: VecDeque::new(),
             retry: VecDeque::new(),
@@ -106,6 +125,9 @@ impl<J> Ledger<J> {
             completed: 0,
             failed: 0,
             max_attempts: max_attempts.max(1),
+            retry_policy: retry,
+            backoff: Backoff::default(),
+            resent: Vec::new(),
         }
     }
 
@@ -118,6 +140,8 @@ impl<J> Ledger<J> {
             id,
             job,
             attempts: 0,
+            returned: 0,
+            history: Vec::new(),
         });
         id
     }
@@ -144,6 +168,7 @@ impl<J> Ledger<J> {
             error,
             attempts: 1,
             kind: FailureKind::Earlier,
+            history: Vec::new(),
         }
     }
 
@@ -164,9 +189,20 @@ impl<J> Ledger<J> {
         self.fresh.len() + self.retry.len() + self.suspects.len()
     }
 
-    /// Jobs not yet settled.
+    /// Jobs not yet settled, those waiting for a retry included.
     pub fn outstanding(&self) -> usize {
-        self.ready() + self.in_flight
+        self.ready() + self.in_flight + self.backoff.len()
+    }
+
+    /// Makes the jobs whose retry is due by `now` ready, first in line; says when the
+    /// next retry is due.
+    pub fn release_due(&mut self, now: Instant) -> Option<Instant> {
+        if self.backoff.len() == 0 {
+            return None;
+        }
+        let (due, next) = self.backoff.take_due(now);
+        self.requeue(due);
+        next
     }
 
     /// Jobs sent to workers and not yet answered.
@@ -205,14 +241,30 @@ impl<J> Ledger<J> {
                 self.completed += 1;
                 Settled::Completed { id, job: job.job }
             }
+            Err((FailureKind::Returned, error))
+                if job.returned + 1 < self.retry_policy.attempts =>
+            {
+                let mut job = job;
+                job.returned += 1;
+                let delay = self
+                    .retry_policy
+                    .delay(job.returned, jitter(id, job.returned));
+                job.history.push(Attempt {
+                    kind: FailureKind::Returned,
+                    error,
+                });
+                self.backoff.push(now + delay, id, job);
+                Settled::Retrying
+            }
             Err((kind, error)) => {
                 self.failed += 1;
                 Settled::Failed(Failure {
                     id,
+                    attempts: job.attempts + job.returned + 1,
                     job: job.job,
                     error,
-                    attempts: job.attempts + 1,
                     kind,
+                    history: job.history,
                 })
             }
         })
@@ -259,20 +311,22 @@ impl<J> Ledger<J> {
         if let Some(index) = culprit {
             let mut job = jobs.remove(index);
             job.attempts += 1;
+            let error = format!(
+                "{reason} (attempt {} of {})",
+                job.attempts, self.max_attempts
+            );
             if job.attempts >= self.max_attempts {
                 self.failed += 1;
-                let error = format!(
-                    "{reason} (attempt {} of {})",
-                    job.attempts, self.max_attempts
-                );
                 failures.push(Failure {
                     id: job.id,
-                    attempts: job.attempts,
+                    attempts: job.attempts + job.returned,
                     job: job.job,
                     error,
                     kind,
+                    history: job.history,
                 });
             } else {
+                job.history.push(Attempt { kind, error });
                 self.suspects.push_back(job);
             }
         }
@@ -344,12 +398,18 @@ impl<J> Ledger<J> {
         self.retry = jobs.into();
     }
 
+    /// The retried jobs sent since the last call, with their runs before.
+    pub fn take_resent(&mut self) -> Vec<(u64, u32)> {
+        std::mem::take(&mut self.resent)
+    }
+
     /// Every job that is not settled, in submission order, leaving the ledger empty.
     pub fn drain_not_run(&mut self) -> Vec<PendingJob<J>> {
         let mut jobs: Vec<PendingJob<J>> = Vec::with_capacity(self.outstanding());
         jobs.extend(self.suspects.drain(..));
         jobs.extend(self.retry.drain(..));
         jobs.extend(self.fresh.drain(..));
+        jobs.extend(self.backoff.drain());
         for (_, queue) in std::mem::take(&mut self.workers) {
             jobs.extend(queue.jobs.into_iter().map(|f| f.job));
         }
@@ -373,6 +433,7 @@ impl<J: Serialize> Ledger<J> {
         refused: &mut Vec<Failure<J>>,
     ) -> usize {
         let now = Instant::now();
+        self.resent.clear();
         let refused_before = refused.len();
         let sent = self.send_to(worker, room, max_bytes, max_frame, batch, refused, now);
         self.in_flight += sent;
@@ -429,6 +490,9 @@ impl<J: Serialize> Ledger<J> {
                     break;
                 }
                 Ok(()) => {
+                    if job.returned > 0 {
+                        self.resent.push((job.id, job.returned));
+                    }
                     queue.jobs.push_back(InFlight { job, sent_at: now });
                     sent += 1;
                 }
@@ -444,8 +508,9 @@ fn refusal<J>(job: PendingJob<J>, error: String) -> Failure<J> {
         id: job.id,
         job: job.job,
         error,
-        attempts: job.attempts,
+        attempts: job.attempts + job.returned,
         kind: FailureKind::Protocol,
+        history: job.history,
     }
 }
 
@@ -454,7 +519,7 @@ mod tests {
     use super::*;
 
     fn ledger_with(jobs: u64, max_attempts: u32) -> Ledger<u64> {
-        let mut ledger = Ledger::new(max_attempts);
+        let mut ledger = Ledger::new(max_attempts, Retry::default());
         for n in 0..jobs {
             ledger.submit(n);
         }
@@ -642,7 +707,7 @@ mod tests {
 
     #[test]
     fn batches_respect_the_byte_budget_and_refuse_oversized_jobs() {
-        let mut ledger: Ledger<Vec<u8>> = Ledger::new(3);
+        let mut ledger: Ledger<Vec<u8>> = Ledger::new(3, Retry::default());
         ledger.submit(vec![0; 100]);
         ledger.submit(vec![0; 100]);
         ledger.submit(vec![0; 5000]);
@@ -666,7 +731,7 @@ mod tests {
 
     #[test]
     fn a_frame_never_outgrows_the_frame_limit() {
-        let mut ledger: Ledger<Vec<u8>> = Ledger::new(3);
+        let mut ledger: Ledger<Vec<u8>> = Ledger::new(3, Retry::default());
         for _ in 0..10 {
             ledger.submit(vec![0; 1000]);
         }

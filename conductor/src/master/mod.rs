@@ -16,7 +16,8 @@
 //!   the crash loop, deadlines, workers that join from elsewhere;
 //! - [`feeding`]: jobs from the source into the ledger and out to workers: windows,
 //!   lanes, the run queue, pacing;
-//! - [`ledger`], [`accounts`] and [`settle`]: exactly-once accounting;
+//! - [`ledger`], [`accounts`] and [`settle`]: exactly-once accounting; [`backoff`]:
+//!   jobs waiting for a retry;
 //! - [`ending`]: how a run ends: signals, drain, abort, failure, the journal, the
 //!   report;
 //! - [`events`]: the hand-off of events to the caller; [`stats_round`]: workers'
@@ -45,6 +46,7 @@ macro_rules! log {
 }
 
 mod accounts;
+mod backoff;
 mod ending;
 mod events;
 mod feeding;

@@ -78,7 +78,12 @@ where
             settings.total_jobs.or_else(|| source.exact_len()),
         );
         let mut master = Master {
-            accounts: Accounts::new(settings.max_attempts, journal, transport.resumes_results()),
+            accounts: Accounts::new(
+                settings.max_attempts,
+                settings.retry,
+                journal,
+                transport.resumes_results(),
+            ),
             workers: Workers::default(),
             feeding: Feeding::default(),
             events: EventOut::new(events),

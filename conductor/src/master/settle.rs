@@ -116,6 +116,7 @@ where
                     }
                 }
                 Settled::Failed(failure) => self.record_failure(failure),
+                Settled::Retrying => {}
             }
         }
         count
@@ -154,6 +155,7 @@ where
             error,
             attempts,
             kind,
+            history,
         } = failure;
         log!(self, warn, job_id = id, attempts, "job failed: {error}");
         if let Some(journal) = &mut self.accounts.journal {
@@ -165,11 +167,13 @@ where
             error,
             attempts,
             kind,
+            history,
         };
         if self.events.listening() {
             self.events.push(Event::Failed(failure.clone()));
         }
         self.accounts.failures.push(failure);
+        self.maybe_halt();
     }
 }
 
@@ -180,5 +184,6 @@ fn failure_kind(failed: FailedAs) -> FailureKind {
         FailedAs::Panicked => FailureKind::Panicked,
         FailedAs::Protocol => FailureKind::Protocol,
         FailedAs::Crashed => FailureKind::Crashed,
+        FailedAs::Permanent => FailureKind::Permanent,
     }
 }

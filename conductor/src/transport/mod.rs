@@ -67,7 +67,11 @@ pub(crate) trait Transport {
     fn link_to_joined(&self, worker_id: u64) -> Option<WorkerLink>;
 
     /// Hands a jobs frame (header included) to the run queue, for any worker to pull.
-    fn hand_out(&self, jobs: Bytes);
+    ///
+    /// `retried` lists the jobs of the frame that were handed out before and come
+    /// again (a retry after an error), with how many times they went out before: a
+    /// carriage that deduplicates by job must let them through.
+    fn hand_out(&self, jobs: Bytes, retried: Vec<(u64, u32)>);
 
     /// How many jobs the run queue may hold unanswered at once; 0 where there is no
     /// run queue and every worker is fed its own jobs.

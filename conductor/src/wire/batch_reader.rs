@@ -98,6 +98,8 @@ pub enum FailedAs {
     Protocol = 3,
     /// Its workers died on every attempt (as a run queue counts deliveries).
     Crashed = 4,
+    /// The job code returned an error it marked permanent: not to be retried.
+    Permanent = 5,
 }
 
 /// The status byte of an entry that holds an output.
@@ -110,6 +112,7 @@ impl FailedAs {
             2 => FailedAs::Panicked,
             3 => FailedAs::Protocol,
             4 => FailedAs::Crashed,
+            5 => FailedAs::Permanent,
             _ => return None,
         })
     }

@@ -365,6 +365,7 @@ async fn run_job<W: JobWorker>(
             Ok(()) => return None,
             Err(error) => (FailedAs::Protocol, error),
         },
+        Ok(Err(e)) if crate::permanent::is_permanent(&e) => (FailedAs::Permanent, format!("{e:#}")),
         Ok(Err(e)) => (FailedAs::Returned, format!("{e:#}")),
         Err(panic) => (FailedAs::Panicked, format!("job panicked: {panic}")),
     };

@@ -141,6 +141,32 @@ where
         }
     }
 
+    /// Stops taking jobs when the halt policy says too many failed: the jobs running
+    /// finish, or are stopped with it [`Halt::kill_running`](crate::Halt::kill_running).
+    pub(in crate::master) fn maybe_halt(&mut self) {
+        let Some(halt) = self.settings.halt else {
+            return;
+        };
+        let (failed, completed) = (
+            self.accounts.ledger.failed(),
+            self.accounts.ledger.completed(),
+        );
+        if self.ending.phase != Phase::Running || !halt.reached(failed, failed + completed) {
+            return;
+        }
+        log!(
+            self,
+            warn,
+            failed,
+            completed,
+            "halting: too many jobs failed"
+        );
+        match halt.kill_running {
+            true => self.stop_now(Interrupt::Halted),
+            false => self.shutdown(Interrupt::Halted),
+        }
+    }
+
     /// Kills every worker now; the jobs they held are reported not run.
     fn stop_now(&mut self, interrupt: Interrupt) {
         self.ending.interrupted.get_or_insert(interrupt);

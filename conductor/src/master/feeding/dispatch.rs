@@ -1,6 +1,8 @@
 //! From the ledger out: batches of ready jobs to workers with room in their window,
 //! taking turns so a short queue is shared out fairly, or to the run queue.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -17,7 +19,8 @@ where
     /// own jobs that have room in their window; then stages jobs in their lanes. When
     /// nothing is ready and a worker idles, asks for the jobs others have not started.
     pub(in crate::master) fn dispatch(&mut self) {
-        self.feeding.recheck_at = None;
+        // Retries whose backoff is over are ready again; the run loop wakes for the next.
+        self.feeding.recheck_at = self.accounts.ledger.release_due(Instant::now());
         if self.accounts.ledger.ready() > 0 {
             self.fill_run_queue();
         }
@@ -119,8 +122,9 @@ where
                 return;
             }
             let (frame, taken) = self.take_batch(RUN_QUEUE, room);
+            let resent = self.accounts.ledger.take_resent();
             if let Some((frame, _)) = frame {
-                self.transport.hand_out(frame);
+                self.transport.hand_out(frame, resent);
             }
             if taken == 0 {
                 return;

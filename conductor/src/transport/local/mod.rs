@@ -145,7 +145,7 @@ impl Transport for LocalTransport {
         None
     }
 
-    fn hand_out(&self, _jobs: Bytes) {
+    fn hand_out(&self, _jobs: Bytes, _retried: Vec<(u64, u32)>) {
         debug_assert!(false, "the local transport has no run queue");
     }
 

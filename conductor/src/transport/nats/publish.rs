@@ -15,28 +15,33 @@ use crate::wire::JobQueue;
 pub(super) async fn publish_jobs(
     jetstream: jetstream::Context,
     subject: String,
-    mut frames: mpsc::UnboundedReceiver<Bytes>,
+    mut frames: mpsc::UnboundedReceiver<(Bytes, Vec<(u64, u32)>)>,
 ) {
-    while let Some(mut frame) = frames.recv().await {
+    while let Some((mut frame, retried)) = frames.recv().await {
         // Length and kind.
         let body = frame.split_off(5.min(frame.len()));
         let mut queue = JobQueue::default();
         queue.push_frame(body);
         let mut jobs = Vec::new();
         while let Some(Ok((id, payload))) = queue.pop() {
-            jobs.push((id, Bytes::copy_from_slice(payload)));
+            // The server stores a message id once: a retry of the job needs its own.
+            let message_id = match retried.iter().find(|(retried, _)| *retried == id) {
+                Some((_, before)) => format!("{id}.{before}"),
+                None => id.to_string(),
+            };
+            jobs.push((id, message_id, Bytes::copy_from_slice(payload)));
         }
         let mut waiting = Vec::with_capacity(jobs.len());
-        for (id, payload) in &jobs {
-            waiting.push(publish_job(&jetstream, &subject, *id, payload.clone()).await);
+        for (id, message_id, payload) in &jobs {
+            waiting.push(publish_job(&jetstream, &subject, *id, message_id, payload.clone()).await);
         }
-        for ((id, payload), ack) in jobs.into_iter().zip(waiting) {
+        for ((id, message_id, payload), ack) in jobs.into_iter().zip(waiting) {
             let stored = match ack {
                 Some(ack) => ack.await.is_ok(),
                 None => false,
             };
             if !stored {
-                store_job(&jetstream, &subject, id, payload).await;
+                store_job(&jetstream, &subject, id, &message_id, payload).await;
             }
         }
     }
@@ -46,12 +51,13 @@ async fn publish_job(
     jetstream: &jetstream::Context,
     subject: &str,
     id: u64,
+    message_id: &str,
     payload: Bytes,
 ) -> Option<jetstream::context::PublishAckFuture> {
     let mut headers = HeaderMap::new();
     headers.insert(HEADER_JOB, id.to_string().as_str());
-    // A job published twice (a retry after a lost ack) is stored once.
-    headers.insert(async_nats::header::NATS_MESSAGE_ID, id.to_string().as_str());
+    // A job published twice (a publish repeated after a lost ack) is stored once.
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, message_id);
     jetstream
         .publish_with_headers(subject.to_string(), headers, payload)
         .await
@@ -59,9 +65,15 @@ async fn publish_job(
 }
 
 /// Publishes one job until the server confirms it.
-async fn store_job(jetstream: &jetstream::Context, subject: &str, id: u64, payload: Bytes) {
+async fn store_job(
+    jetstream: &jetstream::Context,
+    subject: &str,
+    id: u64,
+    message_id: &str,
+    payload: Bytes,
+) {
     loop {
-        if let Some(ack) = publish_job(jetstream, subject, id, payload.clone()).await {
+        if let Some(ack) = publish_job(jetstream, subject, id, message_id, payload.clone()).await {
             match ack.await {
                 Ok(_) => return,
                 Err(e) => tracing::warn!(job_id = id, "publishing a job failed, retrying: {e}"),

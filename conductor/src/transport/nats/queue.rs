@@ -41,7 +41,7 @@ pub(crate) struct NatsTransport {
     auth: NatsAuth,
     client: Client,
     jetstream: jetstream::Context,
-    publish: mpsc::UnboundedSender<Bytes>,
+    publish: mpsc::UnboundedSender<(Bytes, Vec<(u64, u32)>)>,
     /// Results the run had stored when this master started.
     stored_results: u64,
     /// The sequence of the last results message handed to the run loop.
@@ -306,8 +306,8 @@ impl Transport for NatsTransport {
         Some(self.link(worker_id))
     }
 
-    fn hand_out(&self, jobs: Bytes) {
-        let _ = self.publish.send(jobs);
+    fn hand_out(&self, jobs: Bytes, retried: Vec<(u64, u32)>) {
+        let _ = self.publish.send((jobs, retried));
     }
 
     fn queue_window(&self) -> usize {
