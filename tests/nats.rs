@@ -222,13 +222,19 @@ async fn two_runs_on_one_server_never_see_each_others_jobs() {
 #[tokio::test]
 async fn an_unreachable_server_is_a_clear_error_within_seconds() {
     let started = Instant::now();
-    let error = Conductor::<u64, u64>::new("nats_cube")
+    let conductor = Conductor::<u64, u64>::new("nats_cube")
         .nats("nats://127.0.0.1:1")
         .logging(false)
-        .jobs(0..10)
+        .jobs(0..10);
+    let handle = conductor.handle();
+    let error = conductor
         .run()
         .await
         .expect_err("nothing listens on port 1");
+    assert!(
+        !handle.is_processing(),
+        "a run that never started is not processing"
+    );
     assert!(error.is_transport(), "{error}");
     assert!(
         error

@@ -182,6 +182,11 @@ impl<J: Serialize + 'static, O> Running<J, O> {
                 }),
             );
         }
+        // Failures whose event came too late to be read (the last results of a run
+        // queue) are in the report all the same.
+        for failure in report.failures() {
+            place(failure.id, Err(failed(failure)));
+        }
         // Ids the run passed over were done before (a journal).
         let total = report.submitted() + report.skipped();
         if results.len() < total as usize {
@@ -235,4 +240,5 @@ fn missing_outputs<J: Serialize, O>(results: &[Result<O, JobError>], report: &Re
     })
     .with_failures(failures)
     .with_not_run(not_run)
+    .of_run(&report.conductor_id)
 }

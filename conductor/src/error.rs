@@ -36,6 +36,8 @@ struct Inner {
     failures: Vec<EncodedFailure>,
     /// The rest of the job source, never pulled: a `Jobs<J>` of the run's job type.
     unsubmitted: Mutex<Option<Box<dyn Any + Send>>>,
+    /// The conductor whose run ended with this error, for [`Error::mark_handled`].
+    conductor: Option<String>,
 }
 
 #[derive(Debug)]
@@ -95,6 +97,7 @@ impl Error {
             not_run: Vec::new(),
             failures: Vec::new(),
             unsubmitted: Mutex::new(None),
+            conductor: None,
         }))
     }
 
@@ -173,6 +176,21 @@ impl Error {
             Kind::Spawn(e) if crate::limits::is_exhausted(e) => Some(crate::limits::explain(e)),
             _ => None,
         }
+    }
+
+    /// Says that the caller dealt with this error of a run (it ran the jobs again,
+    /// say), so that it no longer makes a `#[conductor::main]` program exit 1; as
+    /// [`Report::mark_handled`](crate::Report::mark_handled) does for a report.
+    pub fn mark_handled(&self) {
+        if let Some(conductor) = &self.0.conductor {
+            crate::exit_code::forget(conductor);
+        }
+    }
+
+    /// Ties this error to the run of conductor `id` (see [`Error::mark_handled`]).
+    pub(crate) fn of_run(mut self, id: &str) -> Self {
+        self.0.conductor = Some(id.to_string());
+        self
     }
 
     /// `collect` found jobs without an output: some failed ([`Error::failures`]) or

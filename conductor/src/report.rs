@@ -155,7 +155,7 @@ impl<J> Report<J> {
     /// | code | the run |
     /// |---|---|
     /// | 0 | completed every job (or found it done in the journal) |
-    /// | 1 | finished, but some jobs failed |
+    /// | 1 | finished, but some jobs failed, or was halted by its [`crate::Halt`] policy |
     /// | 2 | was aborted with [`crate::ConductorHandle::abort`] |
     /// | 130 | was interrupted by Ctrl-C (SIGINT) or [`crate::ConductorHandle::shutdown`] |
     /// | 143 | was interrupted by SIGTERM |

@@ -165,8 +165,9 @@ impl Halt {
 /// `CONDUCTOR_NATS_CA` (else the standard `SSL_CERT_FILE`), `CONDUCTOR_NATS_CERT` and
 /// `CONDUCTOR_NATS_KEY` (a client certificate), `CONDUCTOR_NATS_TLS=1` (require TLS).
 /// A user and password or a token in the URL (`nats://user:pass@host`,
-/// `nats://token@host`) work too. What is set here wins over the environment. Secrets
-/// are never printed: not by `Debug`, not in errors.
+/// `nats://token@host`) work too. What is set here wins over the environment, and both
+/// over credentials in the URL. Secrets are never printed: not by `Debug`, not in
+/// errors.
 ///
 /// ```
 /// # #[conductor::worker(type = "doc_nats_auth")]

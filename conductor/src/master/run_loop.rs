@@ -113,6 +113,9 @@ where
         tokio::pin!(recheck_due);
         loop {
             master.check_signals();
+            // Checked here, not where a failure is recorded: a halt in the middle of a
+            // dispatch would close lanes that are being filled.
+            master.maybe_halt();
             master.drain_lanes();
             if master.ending.phase == Phase::Running {
                 if let Some(jobs) = source.as_mut().filter(|s| s.is_sync()) {
@@ -152,6 +155,8 @@ where
             if ending {
                 // Results stored by workers that already left may still be on their way.
                 master.read_last_results(&mut inbox_rx).await;
+                // Their outputs and failures reach the caller too.
+                master.events.flush(true).await;
                 break;
             }
             let want_stream = master.ending.phase == Phase::Running && master.wanted_jobs() > 0;

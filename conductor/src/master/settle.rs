@@ -173,7 +173,6 @@ where
             self.events.push(Event::Failed(failure.clone()));
         }
         self.accounts.failures.push(failure);
-        self.maybe_halt();
     }
 }
 

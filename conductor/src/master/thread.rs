@@ -66,6 +66,7 @@ impl<J: Send + 'static> RunThread<J> {
             .name("conductor-master".into())
             .spawn(move || {
                 let conductor_id = input.shared.id.clone();
+                let processing = input.shared.clone();
                 let RunInput {
                     settings,
                     shared,
@@ -85,6 +86,11 @@ impl<J: Send + 'static> RunThread<J> {
                         None => Some(run.await),
                     }
                 });
+                // Also when the run failed before its master existed (a transport that
+                // could not open): `start` said it was processing.
+                processing
+                    .processing
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
                 if let Some(result) = result {
                     // What a `#[conductor::main]` program's exit code will say.
                     let code = result.as_ref().map_or(1, |report| report.exit_code());

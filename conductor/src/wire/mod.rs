@@ -38,7 +38,7 @@ pub(crate) use control::{
 pub(crate) use frame::{read_frame, Frame, FrameReader};
 
 /// Bumped whenever a frame or message changes shape.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Frames larger than this are refused unless the conductor sets another limit.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;

@@ -38,6 +38,9 @@ use crate::wire::{
 const READ_AHEAD_FRAME_BYTES: usize = 128 << 10;
 /// Results are sent before the queue runs dry only once jobs of this many bytes ran.
 const SEND_EVERY_MIN_BYTES: u64 = 2048;
+/// How many jobs may run back to back before the job thread looks whether it is time
+/// to read its channel (reading the clock after every tiny job would cost more).
+const CHANNEL_LOOK_EVERY: u32 = 32;
 /// How long jobs may run back to back before the job thread reads the frames waiting
 /// on its channel (a message, a stop) instead of only when its queue runs dry.
 const CHANNEL_CHECK_EVERY: Duration = Duration::from_millis(1);
@@ -185,6 +188,7 @@ async fn job_loop<W: JobWorker>(
         stopping: false,
     };
     let mut channel_checked = Instant::now();
+    let mut since_look = 0u32;
     let mut unsent_results = false;
     // Whether the job queue was empty when last looked at.
     let mut queue_dry = true;
@@ -192,9 +196,13 @@ async fn job_loop<W: JobWorker>(
     let (mut sent_at, mut handed_out) = (0u64, 0u64);
     loop {
         // What the watchdog read while the last job ran (a message) is taken before the
-        // next job starts: one relaxed load per job says whether there is any.
-        if queue_dry || shared.inbox_waiting.load(Ordering::Relaxed) {
-            shared.inbox_waiting.store(false, Ordering::Relaxed);
+        // next job starts: one relaxed load per job says whether there is any. Every
+        // few jobs the channel itself is looked at too (at most every millisecond).
+        since_look += 1;
+        let flagged = shared.inbox_waiting.load(Ordering::Relaxed)
+            && shared.inbox_waiting.swap(false, Ordering::Acquire);
+        if queue_dry || flagged || since_look >= CHANNEL_LOOK_EVERY {
+            since_look = 0;
             todo.take_inbox();
             if !queue_dry && channel_checked.elapsed() >= CHANNEL_CHECK_EVERY {
                 channel_checked = Instant::now();

@@ -97,7 +97,7 @@ where
             let error = error
                 .with_not_run(not_run_encoded)
                 .with_failures(encoded_failures);
-            return Err(error.with_unsubmitted(source));
+            return Err(error.with_unsubmitted(source).of_run(&self.shared.id));
         }
         Ok(Report {
             submitted: self.accounts.ledger.submitted(),

@@ -130,9 +130,12 @@ where
                 }
                 // Staged jobs came back when the lanes closed: they are not in flight.
                 let in_flight = self.accounts.ledger.in_flight();
+                let again = match interrupt {
+                    Interrupt::Halted => "",
+                    _ => "; press Ctrl-C again to stop now",
+                };
                 self.progress.note(&format!(
-                    "{interrupt}: finishing the {in_flight} jobs in flight (up to {grace:?}); \
-                     press Ctrl-C again to stop now"
+                    "{interrupt}: finishing the {in_flight} jobs in flight (up to {grace:?}){again}"
                 ));
             }
             Phase::Draining(_) => self.stop_now(interrupt),

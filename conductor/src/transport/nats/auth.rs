@@ -18,8 +18,10 @@ pub(crate) fn split_url(url: &str, auth: &NatsAuth) -> (String, NatsAuth) {
         };
         let host = match rest.rsplit_once('@') {
             Some((userinfo, host)) => {
-                let has_credentials =
-                    auth.user.is_some() || auth.token.is_some() || auth.nkey_seed.is_some();
+                let has_credentials = auth.user.is_some()
+                    || auth.token.is_some()
+                    || auth.nkey_seed.is_some()
+                    || auth.credentials_file.is_some();
                 if !has_credentials && !userinfo.is_empty() {
                     match userinfo.split_once(':') {
                         Some((user, password)) => {

@@ -240,8 +240,9 @@ async fn ask_to_join(
             }
             Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
                 return Err(format!(
-                    "no master is running run `{}` on {url} (waited {MASTER_WAIT:?}; check the run name)",
-                    names.run()
+                    "no master is running run `{}` on {} (waited {MASTER_WAIT:?}; check the run name)",
+                    names.run(),
+                    super::auth::redact(url)
                 ))
             }
             Err(e) => return Err(format!("cannot join run `{}`: {e}", names.run())),
