@@ -44,16 +44,8 @@ pub(crate) enum Settled<J> {
     Retrying,
 }
 
-/// A job that failed for good.
-pub(crate) struct Failure<J> {
-    pub id: u64,
-    pub job: J,
-    pub error: String,
-    pub attempts: u32,
-    pub kind: FailureKind,
-    /// How each earlier run ended, oldest first.
-    pub history: Vec<Attempt>,
-}
+/// A job that failed for good: what the caller gets, made here.
+pub(crate) use crate::report::JobFailure as Failure;
 
 /// Who is to blame when a worker stops without answering all its jobs.
 pub(crate) enum Blame {

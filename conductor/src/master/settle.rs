@@ -10,7 +10,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::ledger::{Blame, Failure, Settled};
 use super::{Master, RUN_QUEUE};
 use crate::event::Event;
-use crate::report::{FailureKind, JobFailure, JobOutput};
+use crate::report::{FailureKind, JobOutput};
 use crate::transport::Feed;
 use crate::wire::{FailedAs, ResultsReader};
 
@@ -149,26 +149,18 @@ where
     pub(super) fn record_failure(&mut self, failure: Failure<J>) {
         // A job settled for good is progress, even when its worker died of it.
         self.workers.progressed();
-        let Failure {
-            id,
-            job,
-            error,
+        let (id, attempts) = (failure.id, failure.attempts);
+        log!(
+            self,
+            warn,
+            job_id = id,
             attempts,
-            kind,
-            history,
-        } = failure;
-        log!(self, warn, job_id = id, attempts, "job failed: {error}");
+            "job failed: {}",
+            failure.error
+        );
         if let Some(journal) = &mut self.accounts.journal {
             journal.record(id, false);
         }
-        let failure = JobFailure {
-            id,
-            job,
-            error,
-            attempts,
-            kind,
-            history,
-        };
         if self.events.listening() {
             self.events.push(Event::Failed(failure.clone()));
         }
