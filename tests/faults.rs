@@ -363,7 +363,7 @@ async fn jobs_and_outputs_too_large_for_a_frame_fail_clearly() {
     assert!(
         report.failures()[0]
             .error
-            .starts_with("the output of 1048579 bytes exceeds the frame limit of 65536 bytes"),
+            .starts_with("the output of 1048581 bytes exceeds the frame limit of 65536 bytes"),
         "{}",
         report.failures()[0].error
     );
@@ -380,7 +380,7 @@ async fn jobs_and_outputs_too_large_for_a_frame_fail_clearly() {
     assert_eq!((failure.id, failure.attempts), (1, 0), "it never ran");
     assert_eq!(
         failure.error,
-        "the job of 100003 bytes exceeds the frame limit of 65536 bytes"
+        "the job of 100005 bytes exceeds the frame limit of 65536 bytes"
     );
 }
 

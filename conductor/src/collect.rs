@@ -12,6 +12,7 @@ use crate::error::{EncodedFailure, Error, Kind};
 use crate::event::Event;
 use crate::report::{FailureKind, JobFailure, Report};
 use crate::running::Running;
+use crate::wire::value;
 
 /// Why one job of a run has no output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -222,7 +223,7 @@ fn missing_outputs<J: Serialize, O>(results: &[Result<O, JobError>], report: &Re
         .iter()
         .map(|f| EncodedFailure {
             id: f.id,
-            job: postcard::to_allocvec(&f.job).ok().map(Into::into),
+            job: value::to_vec(&f.job).ok().map(Into::into),
             error: f.error.clone(),
             attempts: f.attempts,
             kind: f.kind,
@@ -231,7 +232,7 @@ fn missing_outputs<J: Serialize, O>(results: &[Result<O, JobError>], report: &Re
     let not_run = report
         .not_run()
         .iter()
-        .filter_map(|(id, job)| Some((*id, postcard::to_allocvec(job).ok()?.into())))
+        .filter_map(|(id, job)| Some((*id, value::to_vec(job).ok()?.into())))
         .collect();
     Error::new(Kind::JobsWithoutOutput {
         missing,

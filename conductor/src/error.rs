@@ -239,7 +239,7 @@ impl Error {
             .map(|(id, bytes)| {
                 Ok((
                     *id,
-                    postcard::from_bytes(bytes).map_err(|e| Error::codec("a job", e))?,
+                    crate::wire::value::from_slice(bytes).map_err(|e| Error::codec("a job", e))?,
                 ))
             })
             .collect()
@@ -271,7 +271,7 @@ impl Error {
                 job: f
                     .job
                     .as_ref()
-                    .and_then(|bytes| postcard::from_bytes(bytes).ok()),
+                    .and_then(|bytes| crate::wire::value::from_slice(bytes).ok()),
                 error: f.error.clone(),
                 attempts: f.attempts,
                 kind: f.kind,
@@ -313,7 +313,7 @@ impl fmt::Display for Error {
             ),
             Kind::Spawn(e) => write!(f, "could not start a worker process: {e}"),
             Kind::Journal { path, error } => write!(f, "journal {}: {error}", path.display()),
-            Kind::Codec { what, message } => write!(f, "could not encode or decode {what}: {message}"),
+            Kind::Codec { what, message } => write!(f, "{what}: {message}"),
             Kind::Transport(message) => write!(f, "{message}"),
             Kind::Remote(message) => write!(f, "{message}"),
             Kind::Disconnected(message) => write!(f, "{message}"),

@@ -3,9 +3,9 @@
 //! The master keeps keys and values as encoded bytes: it never needs their types,
 //! and a lookup from a worker is answered without decoding anything. The typed API
 //! on either side ([`crate::ConductorHandle::lookup`], [`crate::Worker::lookup`])
-//! encodes keys and decodes values with postcard, so a key must be looked up with
-//! the same type it was stored with (`&str` and `String` are the same; `u32` and
-//! `u64` are too, `i64` is not).
+//! encodes keys and decodes values (`wire/value.rs`), so a key is found by the
+//! same bytes it was stored with: `&str` and `String` are the same key, and so are
+//! integers of the same value whatever their width.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -68,7 +68,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(
     what: &'static str,
     value: &T,
 ) -> Result<Vec<u8>, Error> {
-    postcard::to_allocvec(value).map_err(|e| Error::codec(what, e))
+    crate::wire::value::to_vec(value).map_err(|e| Error::codec(what, e))
 }
 
 /// Encodes one table entry.
@@ -83,7 +83,7 @@ pub(crate) fn encode_entry<K: Serialize + ?Sized, V: Serialize + ?Sized>(
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, Error> {
-    postcard::from_bytes(bytes).map_err(|e| Error::codec(what, e))
+    crate::wire::value::from_slice(bytes).map_err(|e| Error::codec(what, e))
 }
 
 /// A lookup reply on the wire: a marker byte, then the value when there is one.

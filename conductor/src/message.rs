@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::Error;
-use crate::wire::ReplyResult;
+use crate::wire::{value, ReplyResult};
 
 /// A custom command with a payload, sent by a worker to its master or by a master to
 /// a worker.
@@ -77,10 +77,10 @@ impl Message {
 
     /// Decodes the payload as `T`, the type the sender serialized.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        postcard::from_bytes(&self.data).map_err(|e| Error::codec("a message payload", e))
+        value::from_slice(&self.data).map_err(|e| Error::codec("a message payload", e))
     }
 
-    /// The payload as encoded bytes (postcard).
+    /// The payload as encoded bytes (MessagePack with field names).
     pub fn raw_data(&self) -> &[u8] {
         &self.data
     }
@@ -97,7 +97,7 @@ impl Message {
 
     /// Answers the sender with `value`; does nothing when no reply is expected.
     pub fn reply<T: Serialize + ?Sized>(mut self, value: &T) -> Result<(), Error> {
-        let encoded = postcard::to_allocvec(value).map_err(|e| Error::codec("a reply", e))?;
+        let encoded = value::to_vec(value).map_err(|e| Error::codec("a reply", e))?;
         if let Some(responder) = self.responder.take() {
             responder.answer(Ok(encoded));
         }
@@ -126,7 +126,7 @@ impl fmt::Debug for Message {
 /// Turns a raw reply into the caller's type.
 pub(crate) fn decode_reply<R: DeserializeOwned>(reply: ReplyResult) -> Result<R, Error> {
     match reply {
-        Ok(bytes) => postcard::from_bytes(&bytes).map_err(|e| Error::codec("a reply", e)),
+        Ok(bytes) => value::from_slice(&bytes).map_err(|e| Error::codec("a reply", e)),
         Err(message) => Err(Error::remote(message)),
     }
 }
@@ -169,7 +169,7 @@ mod tests {
         let message = Message::new(
             None,
             "hello".into(),
-            postcard::to_allocvec("hi").unwrap(),
+            value::to_vec("hi").unwrap(),
             Some(responder),
         );
         assert_eq!(message.data::<String>().unwrap(), "hi");

@@ -12,7 +12,7 @@ use super::{Master, RUN_QUEUE};
 use crate::event::Event;
 use crate::report::{FailureKind, JobOutput};
 use crate::transport::Feed;
-use crate::wire::{FailedAs, ResultsReader};
+use crate::wire::{value, FailedAs, ResultsReader};
 
 impl<J, O> Master<J, O>
 where
@@ -67,23 +67,17 @@ where
                     return count;
                 }
             };
-            // Outputs are decoded only for someone who listens.
+            // Every output is decoded, even for a caller who does not read them, so
+            // that `run()` and `collect()` count the same run the same way.
             let mut output = None;
             let outcome = match entry.outcome {
-                Ok(bytes) if self.events.listening() => match postcard::from_bytes::<O>(bytes) {
+                Ok(bytes) => match value::from_slice::<O>(bytes) {
                     Ok(decoded) => {
                         output = Some(decoded);
                         Ok(())
                     }
-                    Err(e) => Err((
-                        FailureKind::Protocol,
-                        format!(
-                            "could not decode the output as `{}`: {e}",
-                            std::any::type_name::<O>()
-                        ),
-                    )),
+                    Err(e) => Err((FailureKind::Protocol, format!("the output {e}"))),
                 },
-                Ok(_) => Ok(()),
                 Err((failed, error)) => Err((
                     failure_kind(failed),
                     String::from_utf8_lossy(error).into_owned(),
@@ -106,7 +100,7 @@ where
                     if let Some(journal) = &mut self.accounts.journal {
                         journal.record(id, true);
                     }
-                    if let Some(output) = output {
+                    if let Some(output) = output.filter(|_| self.events.listening()) {
                         self.events.push(Event::Output(JobOutput {
                             id,
                             worker_id,

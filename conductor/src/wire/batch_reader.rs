@@ -122,7 +122,7 @@ impl FailedAs {
 #[derive(Debug)]
 pub struct ResultEntry<'a> {
     pub id: u64,
-    /// The postcard-encoded output, or how the job failed and its UTF-8 message.
+    /// The encoded output (`value.rs`), or how the job failed and its UTF-8 message.
     pub outcome: Result<&'a [u8], (FailedAs, &'a [u8])>,
 }
 

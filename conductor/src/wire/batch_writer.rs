@@ -8,10 +8,8 @@ use super::{KIND_JOBS, KIND_RESULTS};
 /// Builds one frame that carries many jobs or many results (or several such frames
 /// back to back in one buffer, see [`BatchWriter::next_frame`]).
 pub struct BatchWriter {
-    /// Fully initialized, so values can be serialized straight into it; only the
-    /// first `used` bytes belong to the frames.
+    /// The frames so far, the one being written last.
     buf: Vec<u8>,
-    used: usize,
     /// Where the frame being written starts, and how many entries it has.
     frame_start: usize,
     count: usize,
@@ -31,29 +29,18 @@ impl BatchWriter {
     }
 
     fn with_kind(kind: u8, capacity: usize) -> Self {
-        let mut buf = vec![0; capacity.max(64)];
-        buf[4] = kind;
+        let mut buf = Vec::with_capacity(capacity.max(64));
+        buf.extend_from_slice(&[0, 0, 0, 0, kind]);
         BatchWriter {
             buf,
-            used: 5,
             frame_start: 0,
             count: 0,
             sealed: Vec::new(),
         }
     }
 
-    /// Makes room for `extra` more bytes; new room is zeroed once, when it grows.
-    fn reserve(&mut self, extra: usize) {
-        let needed = self.used + extra;
-        if needed > self.buf.len() {
-            self.buf.resize(needed.max(self.buf.len() * 2), 0);
-        }
-    }
-
     fn put(&mut self, bytes: &[u8]) {
-        self.reserve(bytes.len());
-        self.buf[self.used..self.used + bytes.len()].copy_from_slice(bytes);
-        self.used += bytes.len();
+        self.buf.extend_from_slice(bytes);
     }
 
     /// Appends an entry header and `value` serialized in place. A value too large
@@ -67,43 +54,28 @@ impl BatchWriter {
         max_frame: usize,
     ) -> Result<(), String> {
         let limit = max_frame.saturating_sub(64);
-        // `used` moves only once the value is in, so a `Serialize` that panics or
-        // fails leaves the frame as it was.
-        let start = self.used;
-        let body = start + header.len() + 4;
-        self.reserve(header.len() + 4 + 64);
-        self.buf[start..body - 4].copy_from_slice(header);
-        // Small values are written straight into the initialized room; a value that
-        // does not fit is appended through the Vec's writer instead, which grows the
-        // buffer without zeroing it first (large payloads stay one copy).
-        let room = Room {
-            buf: &mut self.buf[body..],
-            used: 0,
-        };
-        let outcome = match postcard::serialize_with_flavor(value, room) {
-            Ok(written) => Ok(written),
-            Err(postcard::Error::SerializeBufferFull) => {
-                self.buf.truncate(body);
-                let appended = postcard::to_io(value, &mut self.buf).map(drop);
-                appended.map(|()| self.buf.len() - body)
-            }
-            Err(e) => Err(e),
-        };
-        let refusal = match outcome {
-            Ok(len) if len <= limit => {
-                self.buf[body - 4..body].copy_from_slice(&(len as u32).to_le_bytes());
-                self.used = body + len;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(header);
+        self.buf.extend_from_slice(&[0; 4]);
+        let body = self.buf.len();
+        // A `Serialize` that fails (or panics, see `finish_output`) leaves the frame
+        // as it was: only a complete entry counts.
+        let refusal = match super::value::write(value, &mut self.buf) {
+            Ok(()) if self.buf.len() - body <= limit => {
+                let len = (self.buf.len() - body) as u32;
+                self.buf[body - 4..body].copy_from_slice(&len.to_le_bytes());
                 self.count += 1;
                 return Ok(());
             }
-            Ok(len) => {
-                format!("the {what} of {len} bytes exceeds the frame limit of {max_frame} bytes")
-            }
-            Err(e) => format!("could not encode the {what}: {e}"),
+            Ok(()) => format!(
+                "the {what} of {} bytes exceeds the frame limit of {max_frame} bytes",
+                self.buf.len() - body
+            ),
+            Err(e) => format!("could not send the {what}: {e}"),
         };
+        self.buf.truncate(start);
         // A refused value may have grown the buffer far past what the frame needs.
-        let keep = self.buf.len().min(start + 4096);
-        self.buf.truncate(keep);
+        self.buf.shrink_to(start + 4096);
         Err(refusal)
     }
 
@@ -163,23 +135,23 @@ impl BatchWriter {
 
     /// Bytes of the frame's body so far: what the frame limit applies to.
     pub fn body_len(&self) -> usize {
-        self.used - self.frame_start - 4
+        self.buf.len() - self.frame_start - 4
     }
 
     /// Removes the last entry, which began at byte `len` of the frame.
     pub fn take_back(&mut self, len: usize) {
-        self.used = self.frame_start + len;
+        self.buf.truncate(self.frame_start + len);
         self.count -= 1;
     }
 
     /// Bytes the frame holds so far, header included.
     pub fn byte_len(&self) -> usize {
-        self.used - self.frame_start
+        self.buf.len() - self.frame_start
     }
 
     /// Bytes of all the frames so far.
     pub fn total_len(&self) -> usize {
-        self.used
+        self.buf.len()
     }
 
     /// Seals the frame being written, unless it is empty, and starts another behind
@@ -189,25 +161,23 @@ impl BatchWriter {
             return;
         }
         self.seal();
-        self.sealed.push((self.frame_start, self.used, self.count));
+        self.sealed
+            .push((self.frame_start, self.buf.len(), self.count));
         let kind = self.buf[self.frame_start + 4];
-        self.frame_start = self.used;
-        self.reserve(5);
-        self.buf[self.used + 4] = kind;
-        self.used += 5;
+        self.frame_start = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0, 0, 0, kind]);
         self.count = 0;
     }
 
     /// Writes the length of the frame being written into its header.
     fn seal(&mut self) {
-        let len = (self.used - self.frame_start - 4) as u32;
+        let len = (self.buf.len() - self.frame_start - 4) as u32;
         self.buf[self.frame_start..self.frame_start + 4].copy_from_slice(&len.to_le_bytes());
     }
 
     /// Seals the frame: the returned bytes are ready to write to the channel.
     pub fn finish(mut self) -> Bytes {
         self.seal();
-        self.buf.truncate(self.used);
         // An exact allocation becomes `Bytes` as it is; a larger one would cost a
         // second allocation (to track its capacity), on every frame.
         Bytes::from(self.buf.into_boxed_slice())
@@ -223,55 +193,5 @@ impl BatchWriter {
             .iter()
             .map(|&(start, end, entries)| (all.slice(start..end), entries))
             .collect()
-    }
-}
-
-/// Where postcard writes a value in place: the room left in a batch. Postcard hands
-/// over every integer as a slice of 1 to 10 bytes; a `memcpy` call for each of those
-/// was a tenth of the master's time with tiny jobs, so short slices are copied here
-/// in fixed-size pieces, which compile to plain moves.
-struct Room<'a> {
-    buf: &'a mut [u8],
-    used: usize,
-}
-
-impl postcard::ser_flavors::Flavor for Room<'_> {
-    type Output = usize;
-
-    #[inline(always)]
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        let slot = self
-            .buf
-            .get_mut(self.used)
-            .ok_or(postcard::Error::SerializeBufferFull)?;
-        *slot = byte;
-        self.used += 1;
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        let end = self.used + data.len();
-        let dst = self
-            .buf
-            .get_mut(self.used..end)
-            .ok_or(postcard::Error::SerializeBufferFull)?;
-        if data.len() > 16 {
-            dst.copy_from_slice(data);
-        } else {
-            let mut at = 0;
-            for width in [8, 4, 2, 1] {
-                while data.len() - at >= width {
-                    dst[at..at + width].copy_from_slice(&data[at..at + width]);
-                    at += width;
-                }
-            }
-        }
-        self.used = end;
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<usize> {
-        Ok(self.used)
     }
 }

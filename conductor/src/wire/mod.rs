@@ -2,11 +2,12 @@
 //!
 //! Every frame is a little-endian `u32` body length followed by the body; the first
 //! byte of the body says what it holds. Control messages are serde enums encoded with
-//! postcard. Jobs and results, the hot path, travel as batches in a flat layout that
+//! postcard; the caller's values (jobs, outputs, lookups, messages) with
+//! [`value`], which takes every serde shape. Jobs and results, the hot path, travel as batches in a flat layout that
 //! both sides walk without allocating per job:
 //!
 //! ```text
-//! jobs:    [kind=2] ( [u64 job id] [u32 len] [len bytes: the job, postcard] )*
+//! jobs:    [kind=2] ( [u64 job id] [u32 len] [len bytes: the job, `value`] )*
 //! results: [kind=3] ( [u64 job id] [u8 ok]  [u32 len] [len bytes: output or error] )*
 //! ```
 //!
@@ -16,7 +17,8 @@
 //! - [`frame`]: a frame's kinds, and reading frames off a channel;
 //! - [`control`]: the control messages each way, and the handshake's settings;
 //! - [`batch_writer`]: many jobs or results encoded into one frame;
-//! - [`batch_reader`]: walking a batch's entries in place.
+//! - [`batch_reader`]: walking a batch's entries in place;
+//! - [`value`]: the caller's values as bytes.
 //!
 //! This folder knows bytes only: nothing here knows a master, a worker or a transport.
 
@@ -24,8 +26,10 @@ mod batch_reader;
 mod batch_writer;
 mod control;
 mod frame;
+mod msgpack;
 #[cfg(test)]
 mod tests;
+pub(crate) mod value;
 
 use std::io;
 
@@ -38,7 +42,7 @@ pub(crate) use control::{
 pub(crate) use frame::{read_frame, Frame, FrameReader};
 
 /// Bumped whenever a frame or message changes shape.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Frames larger than this are refused unless the conductor sets another limit.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;

@@ -22,8 +22,8 @@ use super::exit::{
 use crate::error::Error;
 use crate::message::{Message, Responder};
 use crate::wire::{
-    control_frame, decode_control, read_frame, BatchWriter, FailedAs, Frame, JobQueue, ReplyResult,
-    Request, ToMaster, ToWorker, WorkerConfig,
+    control_frame, decode_control, read_frame, value, BatchWriter, FailedAs, Frame, JobQueue,
+    ReplyResult, Request, ToMaster, ToWorker, WorkerConfig,
 };
 
 /// The longest a finished job's result waits in the worker before it is sent.
@@ -206,12 +206,7 @@ impl WorkerShared {
         let (id, job) = match jobs.pop()? {
             Ok((id, payload)) => (
                 id,
-                postcard::from_bytes::<J>(payload).map_err(|e| {
-                    format!(
-                        "could not decode the job as `{}`: {e}",
-                        std::any::type_name::<J>()
-                    )
-                }),
+                value::from_slice::<J>(payload).map_err(|e| format!("the job {e}")),
             ),
             Err(e) => {
                 drop(jobs);

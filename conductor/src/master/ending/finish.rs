@@ -69,7 +69,7 @@ where
         if let Some(error) = self.ending.fatal.take() {
             // The error is not generic over the job type, so it keeps jobs encoded; one
             // that cannot be encoded could never have run, and counts as failed.
-            let encode = |job: &J| postcard::to_allocvec(job).map(Bytes::from);
+            let encode = |job: &J| crate::wire::value::to_vec(job).map(Bytes::from);
             let mut encoded_failures = Vec::new();
             let mut not_run_encoded = Vec::new();
             for j in not_run {

@@ -116,7 +116,7 @@ impl<J> Journal<J> {
 
 /// The default key: a stable 128-bit hash of the job's serialized bytes, in hex.
 pub(crate) fn default_key<J: Serialize>() -> KeyFn<J> {
-    Arc::new(|job: &J| match postcard::to_allocvec(job) {
+    Arc::new(|job: &J| match crate::wire::value::to_vec(job) {
         Ok(bytes) => format!("{:032x}", hash(&bytes)),
         // Such a job cannot be sent either; it fails at dispatch with the reason.
         Err(_) => String::from("unencodable"),
