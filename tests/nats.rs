@@ -367,7 +367,7 @@ async fn resumable_master_entry() {
     ) else {
         return;
     };
-    let report = Conductor::<u64, u64>::new("nats_logged")
+    let collected = Conductor::<u64, u64>::new("nats_logged")
         .nats(url)
         .run_name(run)
         .worker_limit(2)
@@ -375,11 +375,16 @@ async fn resumable_master_entry() {
         .ack_wait(Duration::from_secs(1))
         .logging(false)
         .jobs(0..600)
-        .run()
+        .collect_results()
         .await
         .unwrap();
+    let report = &collected.report;
+    // Every output, those of jobs the first master saw through included.
+    let outputs_back = (0..600u64)
+        .filter(|&n| collected.results.get(n as usize) == Some(&Ok(n)))
+        .count();
     println!(
-        "RESULT completed={} skipped={} failed={}",
+        "RESULT completed={} skipped={} failed={} outputs={outputs_back}",
         report.completed(),
         report.skipped(),
         report.failed()
@@ -448,6 +453,7 @@ fn a_killed_master_is_resumed_by_its_run_name_without_redoing_finished_jobs() {
         "every job accounted for once: {line}"
     );
     assert!(skipped > 0, "the second master found nothing done: {line}");
+    assert_eq!(figure("outputs"), 600, "{line}");
     let outsider = outsider.wait_with_output().unwrap();
     assert!(
         outsider.status.success(),

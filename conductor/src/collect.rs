@@ -29,7 +29,8 @@ pub enum JobError {
     /// error first.
     #[error("the job did not run: {reason}")]
     NotRun { reason: String },
-    /// An earlier run finished it (a journal); its output was not kept.
+    /// An earlier run finished it, and its output was not kept (a journal with
+    /// [`Conductor::journal_keys_only`]).
     #[error("the job was done by an earlier run; its output was not kept")]
     DoneBefore,
 }

@@ -23,7 +23,8 @@ use crate::master::{default_key, Journal, KeyFn, RunInput, RunThread};
 use crate::report::Report;
 use crate::running::Running;
 use crate::settings::{
-    Backend, DispatchSettings, Halt, NatsAuth, Retry, Settings, DEFAULT_LIVENESS_TIMEOUT,
+    Backend, DispatchSettings, Halt, JournalSync, NatsAuth, Retry, Settings,
+    DEFAULT_LIVENESS_TIMEOUT,
 };
 use crate::wire::DEFAULT_MAX_FRAME_BYTES;
 use crate::worker::NamedWorker;
@@ -48,6 +49,8 @@ pub struct Conductor<J, O> {
     source: Jobs<J>,
     setup_error: Option<Error>,
     journal: Option<PathBuf>,
+    journal_keys_only: bool,
+    journal_sync: JournalSync,
     job_key: Option<KeyFn<J>>,
     nats_url: Option<String>,
     run_name: Option<String>,
@@ -97,6 +100,8 @@ where
             source: Jobs::from_iterator(std::iter::empty()),
             setup_error: None,
             journal: None,
+            journal_keys_only: false,
+            journal_sync: JournalSync::default(),
             job_key: None,
             nats_url: None,
             run_name: None,
@@ -311,27 +316,50 @@ where
     }
 
     /// Makes the run resumable: every finished job is appended to the journal at
-    /// `path` (created if missing), and jobs the journal shows completed are skipped,
-    /// so running the same program again after a crash or Ctrl-C does only what is
-    /// left. Jobs are told apart by [`Conductor::job_key`], or else by a stable hash
-    /// of their serialized bytes. Failed jobs are recorded but run again next time.
-    /// See [`Report::skipped`].
+    /// `path` (created if missing), with its output, and jobs the journal shows
+    /// completed are not run again, so running the same program after a crash or
+    /// Ctrl-C does only what is left, and still hands back every output: `collect()`
+    /// after an interrupted run and its rerun equals one uninterrupted run. Jobs are
+    /// told apart by [`Conductor::job_key`], or else by a stable hash of their
+    /// serialized bytes. Failed jobs are recorded but run again next time. See
+    /// [`Report::skipped`].
+    ///
+    /// The file is locked while the run has it: a second run given the same journal
+    /// fails to start ([`Error::is_journal`]). Each line is text: `ok`, a tab, the
+    /// key, a tab and the output's MessagePack bytes in base64; or `failed`, the key
+    /// and the error. See [`Conductor::journal_keys_only`] and
+    /// [`Conductor::journal_sync`].
     ///
     /// ```no_run
     /// # #[conductor::worker(type = "thumbnail")]
     /// # fn thumbnail(path: String) -> anyhow::Result<u64> { Ok(path.len() as u64) }
     /// # async fn demo(paths: Vec<String>) -> Result<(), conductor::Error> {
-    /// let report = conductor::Conductor::<String, u64>::new("thumbnail")
+    /// let sizes: Vec<u64> = conductor::Conductor::new("thumbnail")
     ///     .jobs(paths)
     ///     .journal("thumbnails.journal")
-    ///     .job_key(|path| path.clone())
-    ///     .run()
+    ///     .job_key(|path: &String| path.clone())
+    ///     .collect()
     ///     .await?;
-    /// println!("{} done now, {} done before", report.completed(), report.skipped());
     /// # Ok(()) }
     /// ```
     pub fn journal(mut self, path: impl Into<PathBuf>) -> Self {
         self.journal = Some(path.into());
+        self
+    }
+
+    /// Keeps only the keys of finished jobs in the journal, not their outputs: for
+    /// outputs too large to keep twice, or runs whose outputs go elsewhere. A rerun
+    /// then passes over the jobs done before without their outputs
+    /// ([`JobError::DoneBefore`](crate::JobError::DoneBefore) in `collect_results`).
+    pub fn journal_keys_only(mut self) -> Self {
+        self.journal_keys_only = true;
+        self
+    }
+
+    /// How often the journal is forced to the disk (default: every second, and at
+    /// the end of the run). See [`JournalSync`].
+    pub fn journal_sync(mut self, sync: JournalSync) -> Self {
+        self.journal_sync = sync;
         self
     }
 
@@ -543,7 +571,9 @@ where
         let journal = match self.journal {
             Some(path) => {
                 let key = self.job_key.unwrap_or_else(default_key);
-                Some(Journal::open(&path, key).map_err(|e| Error::journal(&path, e))?)
+                let keep_outputs = !self.journal_keys_only;
+                let journal = Journal::open(&path, key, keep_outputs, self.journal_sync);
+                Some(journal.map_err(|e| Error::journal(&path, e))?)
             }
             None => None,
         };

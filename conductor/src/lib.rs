@@ -159,7 +159,7 @@ pub use crate::report::Interrupt;
 pub use crate::report::{Attempt, FailureKind, JobFailure, JobOutput, Report};
 pub use crate::running::Running;
 pub use crate::settings::NatsAuth;
-pub use crate::settings::{Halt, Retry};
+pub use crate::settings::{Halt, JournalSync, Retry};
 pub use crate::stats::StatsReport;
 pub use crate::worker::{JobWorker, NamedWorker, Worker, CRASH_EXIT_CODE};
 pub use conductor_macros::{main, worker};

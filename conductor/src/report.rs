@@ -9,6 +9,8 @@ use crate::jobs::Jobs;
 pub struct JobOutput<J, O> {
     /// The job's position in submission order, from 0.
     pub id: u64,
+    /// The worker that ran it; 0 when an earlier run did (a journal, or a resumed
+    /// distributed run), and this one handed back its output.
     pub worker_id: u64,
     pub job: J,
     pub output: O,

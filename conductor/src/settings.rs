@@ -15,6 +15,26 @@ pub(crate) fn heartbeat_every(liveness: Option<Duration>) -> Duration {
     }
 }
 
+/// How often a journal's lines are forced to the disk (`fdatasync`), for
+/// [`crate::Conductor::journal_sync`]. Lines reach the file as jobs settle whatever
+/// the policy, so a crash of the program loses none of them; the policy is about a
+/// crash of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalSync {
+    /// After every batch of lines: nothing is lost, for a disk flush per batch.
+    Always,
+    /// At most once per period, and at the end of the run. The default, every second.
+    Every(Duration),
+    /// Left to the operating system.
+    Never,
+}
+
+impl Default for JournalSync {
+    fn default() -> Self {
+        JournalSync::Every(Duration::from_secs(1))
+    }
+}
+
 /// Everything a conductor was configured with.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use bytes::Bytes;
+
 use super::ledger::Ledger;
 use super::Journal;
 use crate::report::JobFailure;
@@ -14,8 +16,8 @@ pub(super) struct Accounts<J> {
     pub failures: Vec<JobFailure<J>>,
     pub journal: Option<Journal<J>>,
     /// Jobs a resumed run finished before this master read them from its source:
-    /// `None` if they completed, the error if they failed.
-    pub settled_before: HashMap<u64, Option<String>>,
+    /// the encoded output of those that completed, the error of those that failed.
+    pub settled_before: HashMap<u64, Result<Bytes, String>>,
     /// Jobs passed over because an earlier master of this run finished them.
     pub resumed: u64,
     /// A resumed run reads what it already finished before it takes jobs from the

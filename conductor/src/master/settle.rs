@@ -70,6 +70,7 @@ where
             // Every output is decoded, even for a caller who does not read them, so
             // that `run()` and `collect()` count the same run the same way.
             let mut output = None;
+            let encoded = entry.outcome.as_ref().ok().copied();
             let outcome = match entry.outcome {
                 Ok(bytes) => match value::from_slice::<O>(bytes) {
                     Ok(decoded) => {
@@ -86,9 +87,11 @@ where
             if holder == RUN_QUEUE && entry.id >= self.accounts.ledger.next_id() {
                 // Finished before this master took the job from its source: a run
                 // resumed after its master stopped. Kept until the source gets there.
-                self.accounts
-                    .settled_before
-                    .insert(entry.id, outcome.err().map(|(_, error)| error));
+                let before = match outcome {
+                    Ok(()) => Ok(body.slice_ref(encoded.unwrap_or_default())),
+                    Err((_, error)) => Err(error),
+                };
+                self.accounts.settled_before.insert(entry.id, before);
                 continue;
             }
             let Some(settled) = self.accounts.ledger.settle(holder, entry.id, outcome, now) else {
@@ -98,7 +101,7 @@ where
             match settled {
                 Settled::Completed { id, job } => {
                     if let Some(journal) = &mut self.accounts.journal {
-                        journal.record(id, true);
+                        journal.record_completed(id, encoded.unwrap_or_default());
                     }
                     if let Some(output) = output.filter(|_| self.events.listening()) {
                         self.events.push(Event::Output(JobOutput {
@@ -153,7 +156,7 @@ where
             failure.error
         );
         if let Some(journal) = &mut self.accounts.journal {
-            journal.record(id, false);
+            journal.record_failed(id, &failure.error);
         }
         if self.events.listening() {
             self.events.push(Event::Failed(failure.clone()));

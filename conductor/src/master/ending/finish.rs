@@ -11,7 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::Phase;
 use crate::error::{EncodedFailure, Error};
 use crate::jobs::Jobs;
-use crate::master::Master;
+use crate::master::{Journal, Master};
 use crate::report::{FailureKind, Report};
 
 impl<J, O> Master<J, O>
@@ -21,10 +21,19 @@ where
 {
     /// Writes the journal lines of the jobs settled since the last call.
     pub(in crate::master) fn write_journal(&mut self) {
+        self.journal_io(Journal::flush);
+    }
+
+    /// Writes the last lines, and has them reach the disk: the end of the run.
+    fn close_journal(&mut self) {
+        self.journal_io(Journal::close);
+    }
+
+    fn journal_io(&mut self, io: fn(&mut Journal<J>) -> std::io::Result<()>) {
         let Some(journal) = &mut self.accounts.journal else {
             return;
         };
-        if let Err(e) = journal.flush() {
+        if let Err(e) = io(journal) {
             let error = Error::journal(journal.path(), e);
             log!(self, error, "{error}");
             // A run that cannot record its progress would redo it all next time.
@@ -48,7 +57,7 @@ where
         if let Some(report) = self.stats.take() {
             self.publish_stats(report);
         }
-        self.write_journal();
+        self.close_journal();
         self.show_progress();
         self.progress.finish();
         let skipped = self.accounts.skipped();
