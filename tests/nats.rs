@@ -728,7 +728,7 @@ async fn a_shutdown_keeps_the_queue_and_the_same_run_name_finishes_it() {
     let mut done_first = BTreeMap::new();
     while let Some(event) = first.next_event().await {
         if let Event::Output(output) = event {
-            done_first.insert(output.id, ());
+            done_first.insert(output.id, output.output);
             if done_first.len() == 100 {
                 first.handle().shutdown();
             }
@@ -743,13 +743,31 @@ async fn a_shutdown_keeps_the_queue_and_the_same_run_name_finishes_it() {
     );
     assert!(stream_exists(&url, &format!("CONDUCTOR_{run}_JOBS")).await);
 
-    let (second, report) = collect(start()).await;
+    // The second master runs only what is left, and hands back every output: those
+    // of the jobs the first one saw through too.
+    let mut second = start();
+    let mut outputs = BTreeMap::new();
+    let mut handed_back = 0;
+    while let Some(event) = second.next_event().await {
+        if let Event::Output(output) = event {
+            if output.worker_id == 0 {
+                handed_back += 1;
+                assert_eq!(done_first.get(&output.id), Some(&output.output));
+            }
+            assert!(outputs.insert(output.id, output.output).is_none());
+        }
+    }
+    let report = second.wait().await.unwrap();
     assert!(report.interrupted().is_none());
     assert_eq!(report.skipped(), done_first.len() as u64, "{report:?}");
     assert_eq!(report.completed() + report.skipped(), 3000);
-    assert!(
-        second.keys().all(|id| !done_first.contains_key(id)),
-        "a job finished by the first master was reported again"
+    assert_eq!(handed_back, done_first.len());
+    assert_eq!(
+        outputs
+            .into_values()
+            .map(|(_, square)| square)
+            .collect::<Vec<_>>(),
+        (0..3000).map(|n| n * n).collect::<Vec<_>>()
     );
     assert!(!stream_exists(&url, &format!("CONDUCTOR_{run}_JOBS")).await);
 }
