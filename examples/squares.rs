@@ -23,7 +23,7 @@ async fn square(job: u64, worker: &Worker) -> anyhow::Result<u64> {
 #[conductor::main]
 async fn main() -> anyhow::Result<()> {
     // The outputs in submission order; an error if any job failed.
-    let squares: Vec<u64> = Conductor::new("my_math_processor")
+    let squares = Conductor::of::<square>() // the worker type, its job and output types
         .worker_limit(2) // at most keep 2 workers alive
         .logging(false)
         .jobs(0..10u64)

@@ -29,10 +29,12 @@ use proc_macro::TokenStream;
 
 /// Registers a worker under a type name.
 ///
-/// The single argument, `type = "name"`, is the name under which worker
-/// processes are asked to run this worker; for an impl it is also exposed as
-/// `conductor::NamedWorker::TYPE`, so the type alone identifies the worker.
-/// Names may contain ASCII letters, digits, `_`, `-`, `.` and `:`.
+/// The argument `type = "name"` is the name under which worker processes are
+/// asked to run this worker; without it, the worker is named after its function
+/// (or the impl's type). It is also exposed as `conductor::NamedWorker::TYPE` on
+/// the worker's type, so `Conductor::of::<T>()` names the worker with its job and
+/// output types checked at compile time. Names may contain ASCII letters, digits,
+/// `_`, `-`, `.` and `:`.
 /// Registering the same name twice in one module is a compile error (each
 /// registration also defines a hidden `const` named after the type name, so
 /// the second one is "defined multiple times"); duplicates across modules are
@@ -51,19 +53,21 @@ use proc_macro::TokenStream;
 /// }
 /// ```
 ///
-/// The function is kept as written; next to it the macro generates the
+/// The function is kept as written; next to it the macro generates a type of
+/// the same name, for `Conductor::of::<square>()` (a struct with braces lives
+/// only in the type namespace, so it does not clash with the function), and the
 /// equivalent of:
 ///
 /// ```text
-/// const _: () = {
-///     struct __ConductorWorker_square;
+/// pub struct square {}  // with the function's visibility
 ///
-///     impl conductor::JobWorker for __ConductorWorker_square {
+/// const _: () = {
+///     impl conductor::JobWorker for square {
 ///         type Job = u64;
 ///         type Output = <anyhow::Result<u64> as conductor::__private::JobReturn>::Output;
 ///
 ///         async fn init(_: &conductor::Worker) -> anyhow::Result<Self> {
-///             Ok(Self)
+///             Ok(Self {})
 ///         }
 ///
 ///         async fn process(&mut self, job: u64, worker: &conductor::Worker) -> anyhow::Result<Self::Output> {
@@ -71,12 +75,12 @@ use proc_macro::TokenStream;
 ///         }
 ///     }
 ///
-///     impl conductor::NamedWorker for __ConductorWorker_square {
+///     impl conductor::NamedWorker for square {
 ///         const TYPE: &'static str = "square";
 ///     }
 ///
 ///     conductor::__private::inventory::submit! {
-///         conductor::__private::WorkerRegistration::new::<__ConductorWorker_square>("square", file!(), line!())
+///         conductor::__private::WorkerRegistration::new::<square>("square", file!(), line!())
 ///     }
 /// };
 /// ```

@@ -14,8 +14,9 @@ const WORKER_FORM: &str = "#[conductor::worker(type = \"my_worker\")]";
 /// The arguments of `#[conductor::worker(type = "name")]`.
 pub(crate) struct WorkerArgs {
     /// Kept as the literal, not a `String`, so later diagnostics (and the
-    /// duplicate-registration guard) can point at the user's text.
-    pub(crate) type_name: LitStr,
+    /// duplicate-registration guard) can point at the user's text. `None`: the
+    /// worker is named after its function or type.
+    pub(crate) type_name: Option<LitStr>,
     /// `init = path`: a function run once per worker process before its first job.
     pub(crate) init: Option<Path>,
 }
@@ -83,15 +84,7 @@ impl Parse for WorkerArgs {
             input.parse::<Token![,]>()?;
         }
 
-        match type_name {
-            Some(type_name) => Ok(WorkerArgs { type_name, init }),
-            // An empty argument list has no tokens to point at; the call site is
-            // the attribute itself, which is exactly what needs editing.
-            None => Err(Error::new(
-                Span::call_site(),
-                format!("missing `type`: write {WORKER_FORM}"),
-            )),
-        }
+        Ok(WorkerArgs { type_name, init })
     }
 }
 
@@ -194,7 +187,13 @@ mod tests {
 
     fn worker_err(tokens: TokenStream) -> String {
         match worker_args(tokens) {
-            Ok(args) => panic!("expected an error, parsed {:?}", args.type_name.value()),
+            Ok(args) => panic!(
+                "expected an error, parsed {:?}",
+                args.type_name
+                    .as_ref()
+                    .map(LitStr::value)
+                    .unwrap_or_default()
+            ),
             Err(err) => err.to_string(),
         }
     }
@@ -202,29 +201,43 @@ mod tests {
     #[test]
     fn parses_type() {
         let args = worker_args(quote!(type = "square")).expect("valid");
-        assert_eq!(args.type_name.value(), "square");
+        assert_eq!(
+            args.type_name
+                .as_ref()
+                .map(LitStr::value)
+                .unwrap_or_default(),
+            "square"
+        );
     }
 
     #[test]
     fn accepts_trailing_comma_and_full_alphabet() {
         let args = worker_args(quote!(type = "ns::Img-2.resize_v1",)).expect("valid");
-        assert_eq!(args.type_name.value(), "ns::Img-2.resize_v1");
+        assert_eq!(
+            args.type_name
+                .as_ref()
+                .map(LitStr::value)
+                .unwrap_or_default(),
+            "ns::Img-2.resize_v1"
+        );
     }
 
     #[test]
     fn accepts_raw_string() {
         let args = worker_args(quote!(type = r"raw")).expect("valid");
-        assert_eq!(args.type_name.value(), "raw");
+        assert_eq!(
+            args.type_name
+                .as_ref()
+                .map(LitStr::value)
+                .unwrap_or_default(),
+            "raw"
+        );
     }
 
     #[test]
-    fn missing_type() {
-        let err = worker_err(quote!());
-        assert!(err.contains("missing `type`"), "{err}");
-        assert!(
-            err.contains(r#"#[conductor::worker(type = "my_worker")]"#),
-            "{err}"
-        );
+    fn the_type_may_be_left_out() {
+        let args = worker_args(quote!()).unwrap();
+        assert!(args.type_name.is_none());
     }
 
     #[test]

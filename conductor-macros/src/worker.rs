@@ -3,7 +3,8 @@
 
 use crate::parse::WorkerArgs;
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{
     Error, FnArg, Ident, Item, ItemFn, ItemImpl, LitStr, Pat, PatType, Result, ReturnType, Type,
@@ -72,14 +73,34 @@ impl Target {
         }
     }
 
+    /// The type name when the attribute gives none: the function's name, or the
+    /// last segment of the impl's type.
+    fn default_name(&self) -> LitStr {
+        let ident = match self {
+            Target::Fn(worker) => Some(&worker.ident),
+            Target::Impl(worker) => match &worker.self_ty {
+                Type::Path(path) => path.path.segments.last().map(|s| &s.ident),
+                _ => None,
+            },
+        };
+        match ident {
+            Some(ident) => LitStr::new(&ident.unraw().to_string(), ident.span()),
+            None => LitStr::new("", Span::call_site()),
+        }
+    }
+
     fn expand(&self, args: &WorkerArgs) -> TokenStream {
-        let guard = duplicate_guard(&args.type_name);
+        let type_name = args
+            .type_name
+            .clone()
+            .unwrap_or_else(|| self.default_name());
+        let guard = duplicate_guard(&type_name);
         let body = match (self, &args.init) {
-            (Target::Fn(worker), init) => worker.expand(&args.type_name, init.as_ref()),
-            (Target::Impl(worker), None) => worker.expand(&args.type_name),
+            (Target::Fn(worker), init) => worker.expand(&type_name, init.as_ref()),
+            (Target::Impl(worker), None) => worker.expand(&type_name),
             (Target::Impl(worker), Some(init)) => {
                 // Keep `T: NamedWorker` satisfied so this is the only error.
-                let named = worker.named_worker_impl(&args.type_name);
+                let named = worker.named_worker_impl(&type_name);
                 let err = Error::new_spanned(
                     init,
                     "`init` is for function workers; a `JobWorker` impl does its \
@@ -96,6 +117,7 @@ impl Target {
 /// A free `fn` / `async fn` worker.
 struct FnWorker {
     ident: Ident,
+    vis: syn::Visibility,
     is_async: bool,
     job_ty: Type,
     /// The span of the second parameter's type, if there is one, so a wrong
@@ -215,6 +237,7 @@ impl FnWorker {
 
         Ok(FnWorker {
             ident: sig.ident.clone(),
+            vis: func.vis.clone(),
             is_async: sig.asyncness.is_some(),
             job_ty: (*job.ty).clone(),
             worker_ty_span: worker.map(|param| param.ty.span()),
@@ -225,15 +248,18 @@ impl FnWorker {
     fn expand(&self, type_name: &LitStr, init: Option<&syn::Path>) -> TokenStream {
         let FnWorker {
             ident,
+            vis,
             is_async,
             job_ty,
             worker_ty_span,
             return_ty,
         } = self;
 
-        // The struct lives in an anonymous `const` block, so it cannot clash
-        // with anything; the fn's span makes trait errors point at the fn.
-        let worker_struct = format_ident!("__ConductorWorker_{}", ident, span = ident.span());
+        // The worker type has the function's name: a struct with braces lives only
+        // in the type namespace, so it sits beside the fn without a clash, and
+        // `Conductor::of::<square>()` names the worker with no string repeated. The
+        // fn's span makes trait errors point at the fn.
+        let worker_struct = ident.clone();
 
         // Mixed-site hygiene: a user fn named `job` or `worker` must still
         // resolve to the fn, not to these locals.
@@ -270,7 +296,17 @@ impl FnWorker {
             }
         });
 
+        let doc = format!(
+            "The worker type of [`{ident}()`](fn@{ident}), registered as `{}`: \
+             `conductor::Conductor::of::<{ident}>()` runs it, its job and output types \
+             checked at compile time.",
+            type_name.value()
+        );
         quote! {
+            #[doc = #doc]
+            #[allow(non_camel_case_types)]
+            #vis struct #worker_struct {}
+
             #[allow(
                 non_camel_case_types,
                 unused_qualifications,
@@ -280,9 +316,6 @@ impl FnWorker {
                 clippy::restriction
             )]
             const _: () = {
-                #[doc(hidden)]
-                struct #worker_struct;
-
                 #[automatically_derived]
                 impl ::conductor::JobWorker for #worker_struct {
                     type Job = #job_ty;
@@ -293,7 +326,7 @@ impl FnWorker {
                     ) -> ::conductor::__private::anyhow::Result<Self> {
                         let _ = #init_param;
                         #run_init
-                        ::core::result::Result::Ok(Self)
+                        ::core::result::Result::Ok(Self {})
                     }
 
                     async fn process(
@@ -587,17 +620,24 @@ mod tests {
             "conductor_worker_type_square_is_registered_twice_in_this_module"
         );
 
-        let inner = const_block_items(&file);
-        let Item::Struct(worker_struct) = &inner[0] else {
-            panic!("struct first")
-        };
-        assert_eq!(worker_struct.ident, "__ConductorWorker_square");
+        // The worker type has the fn's name, beside it, with the fn's visibility.
+        let worker_struct = file
+            .items
+            .iter()
+            .find_map(|item| match item {
+                Item::Struct(s) => Some(s),
+                _ => None,
+            })
+            .expect("a worker struct");
+        assert_eq!(worker_struct.ident, "square");
+        assert!(matches!(worker_struct.fields, syn::Fields::Named(_)));
 
-        let Item::Impl(job_worker) = &inner[1] else {
-            panic!("JobWorker impl second")
+        let inner = const_block_items(&file);
+        let Item::Impl(job_worker) = &inner[0] else {
+            panic!("JobWorker impl first")
         };
         let job_worker = text(job_worker);
-        assert!(job_worker.contains(":: conductor :: JobWorker for __ConductorWorker_square"));
+        assert!(job_worker.contains(":: conductor :: JobWorker for square"));
         assert!(job_worker.contains("type Job = u64 ;"));
         assert!(job_worker.contains(
             "type Output = < anyhow :: Result < u64 > as :: conductor :: __private :: JobReturn > :: Output ;"
@@ -606,18 +646,18 @@ mod tests {
             ":: conductor :: __private :: JobReturn :: into_job_result (square (job , worker) . await)"
         ));
 
-        let Item::Impl(named) = &inner[2] else {
-            panic!("NamedWorker impl third")
+        let Item::Impl(named) = &inner[1] else {
+            panic!("NamedWorker impl second")
         };
         assert!(text(named).contains("const TYPE : & 'static str = \"square\" ;"));
 
-        let Item::Macro(submit) = &inner[3] else {
+        let Item::Macro(submit) = &inner[2] else {
             panic!("submit last")
         };
         let submit = text(submit);
         assert!(submit.starts_with(":: conductor :: __private :: inventory :: submit !"));
         assert!(submit.contains(
-            ":: conductor :: __private :: WorkerRegistration :: new :: < __ConductorWorker_square > (\"square\" , :: core :: file ! () , :: core :: line ! ())"
+            ":: conductor :: __private :: WorkerRegistration :: new :: < square > (\"square\" , :: core :: file ! () , :: core :: line ! ())"
         ));
     }
 
@@ -632,7 +672,7 @@ mod tests {
         let file = run(quote!(type = "double"), item.clone());
         assert!(errors(&file).is_empty());
         assert_eq!(text(&file.items[0]), text(&item));
-        let job_worker = text(&const_block_items(&file)[1]);
+        let job_worker = text(&const_block_items(&file)[0]);
         assert!(
             job_worker.contains("into_job_result (double (job))"),
             "{job_worker}"
@@ -669,6 +709,31 @@ mod tests {
     }
 
     #[test]
+    fn without_a_type_the_worker_is_named_after_its_fn_or_type() {
+        let file = run(
+            quote!(),
+            quote!(
+                fn r#square(job: u8) -> Result<u8, E> {
+                    Ok(job)
+                }
+            ),
+        );
+        assert!(errors(&file).is_empty());
+        assert!(text(&const_block_items(&file)[1])
+            .contains("const TYPE : & 'static str = \"square\" ;"));
+        let file = run(
+            quote!(),
+            quote!(
+                impl conductor::JobWorker for images::Resizer {}
+            ),
+        );
+        assert!(file
+            .items
+            .iter()
+            .any(|item| text(item).contains("const TYPE : & 'static str = \"Resizer\" ;")));
+    }
+
+    #[test]
     fn raw_ident_fn() {
         let file = run(
             quote!(type = "t"),
@@ -679,12 +744,11 @@ mod tests {
             ),
         );
         assert!(errors(&file).is_empty());
-        let inner = const_block_items(&file);
-        let Item::Struct(worker_struct) = &inner[0] else {
-            panic!("struct first")
-        };
-        assert_eq!(worker_struct.ident, "__ConductorWorker_try");
-        assert!(text(&inner[1]).contains("r#try (job)"));
+        assert!(file
+            .items
+            .iter()
+            .any(|item| matches!(item, Item::Struct(s) if s.ident == "r#try")));
+        assert!(text(&const_block_items(&file)[0]).contains("r#try (job)"));
     }
 
     #[test]
@@ -969,9 +1033,9 @@ mod tests {
                 Ok(job)
             }
         );
-        let file = run(quote!(), item.clone());
+        let file = run(quote!(type), item.clone());
         assert_eq!(errors(&file).len(), 1);
-        assert!(errors(&file)[0].contains("missing `type`"));
+        assert!(errors(&file)[0].contains("expected `=`"));
         // The item survives (marked so it does not warn as unused), and
         // nothing else is generated that could produce follow-up errors.
         let Item::Fn(func) = &file.items[0] else {

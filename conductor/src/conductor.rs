@@ -77,6 +77,7 @@ where
                 worker_type,
                 worker_limit: default_worker_limit(),
                 worker_env: Vec::new(),
+                context: None,
                 logging: true,
                 stats_interval: Duration::from_secs(5),
                 job_timeout: None,
@@ -149,6 +150,61 @@ where
     /// An environment variable for every worker process (the seed's `workerEnv`).
     pub fn worker_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.worker_env.push((key.into(), value.into()));
+        self
+    }
+
+    /// A value every worker can read ([`Worker::context`](crate::Worker::context)),
+    /// typically in its `init`: configuration, credentials, a model path. What
+    /// `Pool(initializer, initargs)` gives in Python, typed, instead of parsing argv
+    /// or environment strings in each worker. Sent once, in each worker's handshake;
+    /// it must fit in a frame.
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Setup { quality: u8, out_dir: String }
+    ///
+    /// struct Encoder { setup: Setup }
+    ///
+    /// #[conductor::worker(type = "doc_encoder")]
+    /// impl conductor::JobWorker for Encoder {
+    ///     type Job = String;
+    ///     type Output = String;
+    ///     async fn init(w: &conductor::Worker) -> anyhow::Result<Self> {
+    ///         Ok(Encoder { setup: w.context()? })
+    ///     }
+    ///     async fn process(&mut self, file: String, _: &conductor::Worker) -> anyhow::Result<String> {
+    ///         Ok(format!("{}/{file} at {}", self.setup.out_dir, self.setup.quality))
+    ///     }
+    /// }
+    ///
+    /// # async fn demo() -> Result<(), conductor::Error> {
+    /// let setup = Setup { quality: 90, out_dir: "/tmp/out".into() };
+    /// let outputs = conductor::Conductor::of::<Encoder>()
+    ///     .context(&setup)
+    ///     .jobs(vec!["a.wav".to_string()])
+    ///     .collect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn context<C: Serialize + ?Sized>(mut self, context: &C) -> Self {
+        match crate::wire::value::to_vec(context) {
+            Ok(bytes) if bytes.len() + 4096 <= self.settings.max_frame_bytes => {
+                self.settings.context = Some(bytes);
+            }
+            Ok(bytes) => {
+                let message = format!(
+                    "the context of {} bytes does not fit in a frame of {} bytes",
+                    bytes.len(),
+                    self.settings.max_frame_bytes
+                );
+                self.setup_error.get_or_insert(Error::usage(message));
+            }
+            Err(e) => {
+                self.setup_error
+                    .get_or_insert(Error::codec("the context", e));
+            }
+        }
         self
     }
 

@@ -63,6 +63,8 @@ pub(crate) struct Settings {
     pub progress: bool,
     pub total_jobs: Option<u64>,
     pub backend: Backend,
+    /// The value every worker's `init` can read ([`crate::Worker::context`]), encoded.
+    pub context: Option<Vec<u8>>,
 }
 
 /// How jobs that return an error are retried: separate from the attempts that crashes

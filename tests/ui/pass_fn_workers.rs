@@ -48,9 +48,26 @@ mod jobs {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         Ok(())
     }
+
+    // No type name: the function's name is the worker type's name.
+    #[conductor::worker]
+    pub fn cube(n: u64) -> anyhow::Result<u64> {
+        Ok(n * n * n)
+    }
+}
+
+// Each fn worker is named by a type of its own name, so the job and output types
+// are checked here, at compile time.
+fn typed() -> conductor::Conductor<u64, u64> {
+    conductor::Conductor::of::<jobs::square>()
+}
+
+fn typed_default_name() -> conductor::Conductor<u64, u64> {
+    conductor::Conductor::of::<jobs::cube>().jobs(0..3)
 }
 
 #[conductor::main]
 async fn main() -> anyhow::Result<()> {
+    let _ = (typed(), typed_default_name());
     Ok(())
 }

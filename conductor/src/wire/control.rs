@@ -19,6 +19,8 @@ pub struct WorkerConfig {
     pub crash_on_job_error: bool,
     /// How often the worker says it is alive, whatever its job does.
     pub heartbeat_ms: u64,
+    /// The conductor's context value, encoded (`Conductor::context`).
+    pub context: Option<Vec<u8>>,
 }
 
 /// The answer to a request: the encoded reply, or the error the other side gave.

@@ -101,6 +101,20 @@ impl Worker {
         &self.shared.master_id
     }
 
+    /// The value the conductor gave with [`Conductor::context`](crate::Conductor::context),
+    /// as `C`: read it in `init`. An error if the conductor gave none, or gave
+    /// another type.
+    pub fn context<C: DeserializeOwned>(&self) -> Result<C, Error> {
+        let Some(bytes) = &self.shared.context else {
+            return Err(Error::usage(format!(
+                "this worker's conductor gave no context; give the `{}` with \
+                 `Conductor::context(&value)`",
+                std::any::type_name::<C>()
+            )));
+        };
+        crate::wire::value::from_slice(bytes).map_err(|e| Error::codec("the context", e))
+    }
+
     /// The type name this worker was registered under.
     pub fn worker_type(&self) -> &str {
         &self.shared.worker_type

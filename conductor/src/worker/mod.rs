@@ -4,6 +4,7 @@
 //! master says stop:
 //!
 //! - [`api`]: [`Worker`] and [`JobWorker`], all that job code touches;
+//! - [`blocking`]: the blocking forms of its requests, for plain `fn` workers;
 //! - [`job_loop`]: the handshake, then jobs in and results out on the job thread;
 //! - [`shared`]: the process's state that every thread shares, and the small threads
 //!   beside job code (watchdog, stats timer, result flusher);
@@ -14,6 +15,7 @@
 //! ([`crate::wire`]) over one socket, whoever holds its other end.
 
 mod api;
+mod blocking;
 mod channel;
 mod counters;
 pub(crate) mod exit;

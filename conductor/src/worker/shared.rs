@@ -37,6 +37,8 @@ pub(crate) struct WorkerShared {
     pub id: u64,
     pub master_id: String,
     pub worker_type: String,
+    /// The conductor's context value, encoded.
+    pub context: Option<Vec<u8>>,
     pub stats: StatsBook,
     pub monitoring: AtomicBool,
     logging: bool,
@@ -179,6 +181,7 @@ impl WorkerShared {
             id: config.worker_id,
             master_id: config.master_id.clone(),
             worker_type,
+            context: config.context.clone(),
             stats: StatsBook::new(),
             monitoring: AtomicBool::new(true),
             logging: config.logging,

@@ -123,6 +123,7 @@ where
             logging: self.settings.logging,
             crash_on_job_error: self.settings.crash_on_job_error,
             heartbeat_ms: heartbeat_every(self.settings.liveness_timeout).as_millis() as u64,
+            context: self.settings.context.clone(),
         }
     }
 

@@ -1,6 +1,0 @@
-#[conductor::worker]
-fn square(n: u64) -> anyhow::Result<u64> {
-    Ok(n * n)
-}
-
-fn main() {}
