@@ -313,6 +313,14 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
     /// skips the UTF-8 decoder.
     #[inline]
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+        if let Some(&marker @ 0xa0..=0xbf) = self.input.first() {
+            let len = usize::from(marker & 0x1f);
+            if let Some(name) = self.input.get(1..1 + len).filter(|name| name.is_ascii()) {
+                self.input = &self.input[1 + len..];
+                // SAFETY: ASCII is UTF-8.
+                return visitor.visit_borrowed_str(unsafe { std::str::from_utf8_unchecked(name) });
+            }
+        }
         match self.item()? {
             Item::Str(bytes) if bytes.is_ascii() => {
                 // SAFETY: ASCII is UTF-8.
@@ -359,11 +367,49 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         self.deserialize_any(visitor)
     }
 
+    // The shapes of small jobs take a short way past the general dispatch.
+    fast_uint! {
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+    }
+
+    #[inline]
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        match self.peek()? {
+            marker @ 0x80..=0x8f => {
+                self.input = &self.input[1..];
+                self.visit(Item::Map((marker & 0x0f).into()), visitor)
+            }
+            _ => self.deserialize_any(visitor),
+        }
+    }
+
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 u8 u16 u32 u64 f32 f64 char str string bytes byte_buf unit
-        seq tuple tuple_struct map struct
+        bool f32 f64 char str string bytes byte_buf unit seq tuple tuple_struct map
     }
 }
+
+/// Integer methods whose small values (one byte, below 128) are read at once.
+macro_rules! fast_uint {
+    ($($method:ident)*) => {$(
+        #[inline]
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
+            match self.input.first() {
+                Some(&small @ 0x00..=0x7f) => {
+                    self.input = &self.input[1..];
+                    visitor.visit_u64(small.into())
+                }
+                _ => self.deserialize_any(visitor),
+            }
+        }
+    )*};
+}
+use fast_uint;
 
 /// A variant written as a map of one entry: its name, then its content.
 struct Variant<'a, 'de> {
