@@ -238,57 +238,17 @@ impl<'a> ser::Serializer for &'a mut Encoder<'_> {
         Ok(())
     }
 
-    #[inline]
-    fn serialize_i8(self, v: i8) -> Result<(), EncodeError> {
-        self.sint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_i16(self, v: i16) -> Result<(), EncodeError> {
-        self.sint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_i32(self, v: i32) -> Result<(), EncodeError> {
-        self.sint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_i64(self, v: i64) -> Result<(), EncodeError> {
-        self.sint(v);
-        Ok(())
+    // Every integer takes its smallest form, whatever its type: `5u8` and `5u64`
+    // are the same bytes (lookup keys compare bytes).
+    integers! {
+        serialize_i8(i8) => sint, serialize_i16(i16) => sint, serialize_i32(i32) => sint,
+        serialize_i64(i64) => sint, serialize_u8(u8) => uint, serialize_u16(u16) => uint,
+        serialize_u32(u32) => uint, serialize_u64(u64) => uint,
     }
 
     #[inline]
     fn serialize_i128(self, v: i128) -> Result<(), EncodeError> {
         self.serialize_bytes(&v.to_be_bytes())
-    }
-
-    #[inline]
-    fn serialize_u8(self, v: u8) -> Result<(), EncodeError> {
-        self.uint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u16(self, v: u16) -> Result<(), EncodeError> {
-        self.uint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u32(self, v: u32) -> Result<(), EncodeError> {
-        self.uint(v.into());
-        Ok(())
-    }
-
-    #[inline]
-    fn serialize_u64(self, v: u64) -> Result<(), EncodeError> {
-        self.uint(v);
-        Ok(())
     }
 
     #[inline]
@@ -442,60 +402,12 @@ impl<'a> ser::Serializer for &'a mut Encoder<'_> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        self.element(value)
-    }
-
-    #[inline]
-    fn end(self) -> Result<(), EncodeError> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        self.element(value)
-    }
-
-    #[inline]
-    fn end(self) -> Result<(), EncodeError> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        self.element(value)
-    }
-
-    #[inline]
-    fn end(self) -> Result<(), EncodeError> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
-        self.element(value)
-    }
-
-    #[inline]
-    fn end(self) -> Result<(), EncodeError> {
-        Compound::end(self)
-    }
+// Sequences, tuples and tuple structs and variants are all arrays of elements.
+elements! {
+    ser::SerializeSeq => serialize_element,
+    ser::SerializeTuple => serialize_element,
+    ser::SerializeTupleStruct => serialize_field,
+    ser::SerializeTupleVariant => serialize_field,
 }
 
 impl ser::SerializeMap for Compound<'_> {
@@ -519,38 +431,63 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-impl ser::SerializeStruct for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), EncodeError> {
-        self.field(key, value)
-    }
-
-    #[inline]
-    fn end(self) -> Result<(), EncodeError> {
-        Compound::end(self)
-    }
+// Structs and struct variants are maps of field names to values.
+fields! {
+    ser::SerializeStruct,
+    ser::SerializeStructVariant,
 }
 
-impl ser::SerializeStructVariant for Compound<'_> {
-    type Ok = ();
-    type Error = EncodeError;
-
-    fn serialize_field<T: Serialize + ?Sized>(
-        &mut self,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), EncodeError> {
-        self.field(key, value)
-    }
-
-    #[inline]
-    fn end(self) -> Result<(), EncodeError> {
-        Compound::end(self)
-    }
+macro_rules! integers {
+    ($($method:ident($ty:ty) => $form:ident,)*) => {$(
+        #[inline]
+        fn $method(self, v: $ty) -> Result<(), EncodeError> {
+            self.$form(v.into());
+            Ok(())
+        }
+    )*};
 }
+use integers;
+
+macro_rules! elements {
+    ($($trait:path => $method:ident,)*) => {$(
+        impl $trait for Compound<'_> {
+            type Ok = ();
+            type Error = EncodeError;
+
+            #[inline]
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+                self.element(value)
+            }
+
+            #[inline]
+            fn end(self) -> Result<(), EncodeError> {
+                Compound::end(self)
+            }
+        }
+    )*};
+}
+use elements;
+
+macro_rules! fields {
+    ($($trait:path,)*) => {$(
+        impl $trait for Compound<'_> {
+            type Ok = ();
+            type Error = EncodeError;
+
+            #[inline]
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), EncodeError> {
+                self.field(key, value)
+            }
+
+            #[inline]
+            fn end(self) -> Result<(), EncodeError> {
+                Compound::end(self)
+            }
+        }
+    )*};
+}
+use fields;
