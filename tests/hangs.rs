@@ -252,6 +252,12 @@ fn a_killed_master_leaves_no_process_holding_its_stdout() {
             "the master ended early"
         );
     }
+    // The job's child is up once `SPAWNED` is printed; its /proc entry may lag on a
+    // loaded machine.
+    let seen_by = Instant::now() + Duration::from_secs(2);
+    while marked(&mark).len() != 1 && Instant::now() < seen_by {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(marked(&mark).len(), 1);
     master.kill().unwrap();
     master.wait().unwrap();

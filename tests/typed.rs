@@ -135,3 +135,17 @@ async fn a_missing_or_mistyped_context_says_what_to_give() {
     let message = collected.results[0].as_ref().unwrap_err().to_string();
     assert!(message.contains("`u32`"), "{message}");
 }
+
+#[tokio::test]
+async fn a_context_too_large_for_a_handshake_is_refused_before_any_worker_starts() {
+    let error = Conductor::of::<typed_needs_context>()
+        .logging(false)
+        .context(&vec![7u8; 2 << 20])
+        .jobs([1])
+        .run()
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("larger than"), "{message}");
+    assert!(message.contains("handshake"), "{message}");
+}

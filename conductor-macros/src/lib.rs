@@ -85,6 +85,13 @@ use proc_macro::TokenStream;
 /// };
 /// ```
 ///
+/// Two consequences of the type of the function's name:
+/// - it has the function's visibility, so a `pub fn` worker needs job and output
+///   types at least as visible as itself (rustc's E0446 otherwise; rustc already
+///   warns about the function itself);
+/// - in the function's module, the name is that type's, so a function named after
+///   a crate it uses (`fn image` calling `image::open`) must write `::image::open`.
+///
 /// A non-`async` function is called without `.await`; a one-parameter
 /// function is called as `square(job)`. Parameters must be plain names (or
 /// `_`), and the function cannot be generic, `const`, `unsafe`, `extern` or

@@ -156,8 +156,8 @@ where
     /// A value every worker can read ([`Worker::context`](crate::Worker::context)),
     /// typically in its `init`: configuration, credentials, a model path. What
     /// `Pool(initializer, initargs)` gives in Python, typed, instead of parsing argv
-    /// or environment strings in each worker. Sent once, in each worker's handshake;
-    /// it must fit in a frame.
+    /// or environment strings in each worker. Sent once, in each worker's handshake,
+    /// so it must encode in less than 1 MiB (a path to a larger file does the same).
     ///
     /// ```no_run
     /// # use serde::{Deserialize, Serialize};
@@ -188,15 +188,16 @@ where
     /// # Ok(()) }
     /// ```
     pub fn context<C: Serialize + ?Sized>(mut self, context: &C) -> Self {
+        let room = crate::wire::MAX_HANDSHAKE_BYTES - 4096;
         match crate::wire::value::to_vec(context) {
-            Ok(bytes) if bytes.len() + 4096 <= self.settings.max_frame_bytes => {
+            Ok(bytes) if bytes.len() <= room => {
                 self.settings.context = Some(bytes);
             }
             Ok(bytes) => {
                 let message = format!(
-                    "the context of {} bytes does not fit in a frame of {} bytes",
+                    "the context of {} bytes is larger than the {room} bytes a worker's \
+                     handshake can carry; pass a path to a file instead",
                     bytes.len(),
-                    self.settings.max_frame_bytes
                 );
                 self.setup_error.get_or_insert(Error::usage(message));
             }

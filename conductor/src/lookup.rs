@@ -5,7 +5,8 @@
 //! on either side ([`crate::ConductorHandle::lookup`], [`crate::Worker::lookup`])
 //! encodes keys and decodes values (`wire/value.rs`), so a key is found by the
 //! same bytes it was stored with: `&str` and `String` are the same key, and so are
-//! integers of the same value whatever their width.
+//! integers of the same value up to 64 bits wide (`i128` and `u128` travel as 16
+//! bytes).
 
 use std::collections::HashMap;
 use std::sync::RwLock;

@@ -17,8 +17,8 @@ pub(crate) fn heartbeat_every(liveness: Option<Duration>) -> Duration {
 
 /// How often a journal's lines are forced to the disk (`fdatasync`), for
 /// [`crate::Conductor::journal_sync`]. Lines reach the file as jobs settle whatever
-/// the policy, so a crash of the program loses none of them; the policy is about a
-/// crash of the machine.
+/// the policy, so a crash of the program loses at most the batch it was settling;
+/// the policy is about a crash of the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JournalSync {
     /// After every batch of lines: nothing is lost, for a disk flush per batch.

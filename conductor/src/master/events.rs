@@ -36,7 +36,7 @@ impl<J, O> EventOut<J, O> {
         }
     }
 
-    /// Whether someone reads events (outputs are decoded only then).
+    /// Whether someone reads events (outputs are handed over only then).
     pub fn listening(&self) -> bool {
         self.sender.is_some()
     }

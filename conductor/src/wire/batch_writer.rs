@@ -58,9 +58,19 @@ impl BatchWriter {
         self.buf.extend_from_slice(header);
         self.buf.extend_from_slice(&[0; 4]);
         let body = self.buf.len();
-        // A `Serialize` that fails (or panics, see `finish_output`) leaves the frame
-        // as it was: only a complete entry counts.
-        let refusal = match super::value::write(value, &mut self.buf) {
+        // A `Serialize` that fails or panics leaves the frame as it was: only a
+        // complete entry counts.
+        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::value::write(value, &mut self.buf)
+        }));
+        let written = match written {
+            Ok(written) => written,
+            Err(panic) => {
+                self.buf.truncate(start);
+                std::panic::resume_unwind(panic);
+            }
+        };
+        let refusal = match written {
             Ok(()) if self.buf.len() - body <= limit => {
                 let len = (self.buf.len() - body) as u32;
                 self.buf[body - 4..body].copy_from_slice(&len.to_le_bytes());

@@ -44,6 +44,10 @@ pub(crate) use frame::{read_frame, Frame, FrameReader};
 /// Bumped whenever a frame or message changes shape.
 pub const PROTOCOL_VERSION: u32 = 4;
 
+/// A worker reads its handshake before it knows the run's frame limit: the
+/// handshake (and the context it carries) must fit in this.
+pub(crate) const MAX_HANDSHAKE_BYTES: usize = 1 << 20;
+
 /// Frames larger than this are refused unless the conductor sets another limit.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
 

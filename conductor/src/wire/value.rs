@@ -1,7 +1,8 @@
 //! The caller's values as bytes: jobs, outputs, lookup values, messages and replies.
 //!
 //! They travel as MessagePack with field names (`msgpack/`), a self-describing format:
-//! every shape serde can describe round-trips, including `skip_serializing_if`,
+//! every shape serde can describe round-trips (but for MessagePack's one nil:
+//! `Some(None)` and `Some(())` come back as `None`), including `skip_serializing_if`,
 //! `flatten`, internally tagged and untagged enums, `serde_json::Value`, maps with
 //! non-string keys and 128-bit integers. Postcard, which carries our own control
 //! messages, is a little faster but breaks on all of those (`bench/results/formats.md`).

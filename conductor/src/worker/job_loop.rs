@@ -30,7 +30,7 @@ use crate::limits::explain;
 use crate::message::Message;
 use crate::wire::{
     control_frame, decode_control, read_frame, FailedAs, Frame, ToMaster, ToWorker, WorkerConfig,
-    PROTOCOL_VERSION,
+    MAX_HANDSHAKE_BYTES, PROTOCOL_VERSION,
 };
 
 /// While frames are this large, the watchdog reads them as jobs run, not the job
@@ -117,7 +117,7 @@ fn handshake<W: JobWorker>(
     worker_type: &str,
 ) -> Result<WorkerConfig, String> {
     let mut reader = channel;
-    let body = match read_frame(&mut reader, 1 << 20) {
+    let body = match read_frame(&mut reader, MAX_HANDSHAKE_BYTES) {
         Ok(Some(body)) => body,
         Ok(None) => return Err("the master closed the channel before the handshake".into()),
         Err(e) => return Err(format!("handshake failed: {e}")),

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,9 +39,11 @@ pub(crate) struct Journal<J> {
     path: PathBuf,
     file: File,
     key: KeyFn<J>,
-    /// Hashes of the keys of jobs already done, with their encoded output when the
-    /// journal kept it.
-    done: HashMap<u128, Option<Bytes>>,
+    /// Hashes of the keys of jobs already done, with where the file holds their
+    /// output (the base64 column: offset and length) when it kept it. Outputs are
+    /// read when a rerun reaches their job, so memory stays small however long the
+    /// journal is.
+    done: HashMap<u128, Option<(u64, usize)>>,
     /// Keys of jobs submitted this run and not yet settled, by job id.
     pending: HashMap<u64, String>,
     lines: Vec<u8>,
@@ -78,17 +81,20 @@ impl<J> Journal<J> {
             file.set_len(complete as u64)?;
         }
         let mut done = HashMap::new();
-        for line in text[..complete].split(|&b| b == b'\n') {
+        let mut at = 0;
+        for line in text[..complete].split_inclusive(|&b| b == b'\n') {
+            let start = at;
+            at += line.len();
+            let line = &line[..line.len() - 1];
             let mut fields = line.splitn(3, |&b| b == b'\t');
             if fields.next() != Some(b"ok") {
                 continue;
             }
             let Some(key) = fields.next() else { continue };
-            // An output column that does not decode counts as no output kept.
-            let output = fields
-                .next()
-                .and_then(|text| BASE64.decode(text).ok())
-                .map(Bytes::from);
+            let output = fields.next().map(|column| {
+                let offset = start + (line.len() - column.len());
+                (offset as u64, column.len())
+            });
             done.insert(hash(key), output);
         }
         Ok(Journal {
@@ -110,12 +116,19 @@ impl<J> Journal<J> {
     /// `id` (the id the ledger is about to give it).
     pub fn admit(&mut self, job: &J, id: u64) -> Option<Option<Bytes>> {
         let key = escape(&(self.key)(job));
-        if let Some(output) = self.done.get(&hash(key.as_bytes())) {
+        if let Some(&output) = self.done.get(&hash(key.as_bytes())) {
             self.skipped += 1;
-            return Some(output.clone());
+            // An output that cannot be read back counts as no output kept.
+            return Some(output.and_then(|place| self.read_output(place)));
         }
         self.pending.insert(id, key);
         None
+    }
+
+    fn read_output(&self, (offset, len): (u64, usize)) -> Option<Bytes> {
+        let mut text = vec![0; len];
+        self.file.read_exact_at(&mut text, offset).ok()?;
+        BASE64.decode(text).ok().map(Bytes::from)
     }
 
     /// A job passed over as done whose output can no longer be read (the program's
@@ -133,8 +146,7 @@ impl<J> Journal<J> {
         };
         self.lines.extend_from_slice(b"ok\t");
         self.lines.extend_from_slice(key.as_bytes());
-        let kept = self.keep_outputs.then(|| Bytes::copy_from_slice(output));
-        if kept.is_some() {
+        if self.keep_outputs {
             self.lines.push(b'\t');
             let start = self.lines.len();
             let len = base64::encoded_len(output.len(), true).unwrap_or(0);
@@ -143,7 +155,9 @@ impl<J> Journal<J> {
             self.lines.truncate(start + written.unwrap_or(0));
         }
         self.lines.push(b'\n');
-        self.done.insert(hash(key.as_bytes()), kept);
+        // The same job twice in one run is passed over the second time, without
+        // its output.
+        self.done.insert(hash(key.as_bytes()), None);
     }
 
     /// Records that job `id` failed for good, with its error.

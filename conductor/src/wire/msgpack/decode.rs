@@ -1,8 +1,9 @@
 //! A MessagePack decoder for serde that reads a byte slice in place.
 //!
 //! It reads what `encode.rs` writes (and any MessagePack without extension types):
-//! strings and byte strings are borrowed from the input, and nesting is bounded, so
-//! bytes from another process can be refused but never overflow the stack.
+//! strings and byte strings are borrowed from the input, and nesting (arrays, maps,
+//! options, newtypes) is bounded, so bytes from another process can be refused but
+//! never overflow the stack.
 
 use std::fmt;
 
@@ -264,7 +265,8 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
             self.input = &self.input[1..];
             visitor.visit_none()
         } else {
-            visitor.visit_some(self)
+            // Counted as a level: `struct L(Option<Box<L>>)` reads no byte per level.
+            self.nested(|d| visitor.visit_some(d))
         }
     }
 
@@ -288,7 +290,7 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value> {
-        visitor.visit_newtype_struct(self)
+        self.nested(|d| visitor.visit_newtype_struct(d))
     }
 
     fn deserialize_i128<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {

@@ -175,3 +175,46 @@ fn forged_bytes_are_refused_not_followed() {
     assert!(from_slice::<String>(&[0xa1, 0xff]).is_err());
     assert!(from_slice::<Pair>(&[0x93, 1, 0xa0, 2]).is_err());
 }
+
+#[test]
+fn unknown_lengths_nest() {
+    struct Unsized(Vec<Vec<u64>>);
+    impl Serialize for Unsized {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().map(|inner| Inner(inner.clone())))
+        }
+    }
+    struct Inner(Vec<u64>);
+    impl Serialize for Inner {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().filter(|_| true))
+        }
+    }
+    let value: Vec<Vec<u64>> = (0..20).map(|n| (0..n * 2).collect()).collect();
+    let mut ours = Vec::new();
+    append(&Unsized(value.clone()), &mut ours).unwrap();
+    assert_eq!(ours, rmp_serde::to_vec_named(&value).unwrap());
+    // Flattened structs inside a sequence, each with more than 15 entries.
+    let many: Vec<Sparse> = (0..3)
+        .map(|id| Sparse {
+            id,
+            note: Some("n".into()),
+            extra: (0..20).map(|k| (format!("k{k}"), k)).collect(),
+        })
+        .collect();
+    same(many);
+}
+
+#[test]
+fn an_option_of_unit_and_an_endless_option_chain() {
+    same(Some(Pair(1, "a".into())));
+    // MessagePack has one nil: `Some(())` comes back as `None`, as in JSON.
+    let mut bytes = Vec::new();
+    append(&Some(()), &mut bytes).unwrap();
+    assert_eq!(from_slice::<Option<()>>(&bytes).unwrap(), None);
+    // A type that recurses through `Option` reads no byte per level: refused.
+    #[derive(Debug, Deserialize)]
+    struct Chain(#[allow(dead_code)] Option<Box<Chain>>);
+    let error = from_slice::<Chain>(&[0x01]).unwrap_err();
+    assert!(error.to_string().contains("nest deeper"), "{error}");
+}
