@@ -17,7 +17,7 @@ use std::pin::pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-pub use conductor_macros::{main, worker};
+pub use conductor_proc_macros::{main, worker};
 
 pub struct Worker {
     pub id: u32,

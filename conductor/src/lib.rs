@@ -121,6 +121,14 @@
 //!
 //! Unix only (Linux and macOS): workers are joined to their master by a socket pair.
 
+// Workers are processes joined to their master by socketpairs, process groups and
+// Unix signals: there is no Windows port to fall back to.
+#[cfg(not(unix))]
+compile_error!(
+    "conductor runs on Unix only (Linux and macOS): its workers are processes joined to the \
+     master by socketpairs, process groups and signals"
+);
+
 mod boot;
 mod collect;
 mod conductor;
