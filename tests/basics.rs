@@ -282,7 +282,11 @@ async fn errors_and_panics_fail_only_their_job() {
                 conductor::FailureKind::Returned,
             ),
             7 => (
-                format!("job panicked: job {} panicked on purpose", failure.job),
+                // The panic's place comes with it: the worker prints nothing of it.
+                format!(
+                    "job panicked: job {} panicked on purpose (at tests/basics.rs:29:14)",
+                    failure.job
+                ),
                 conductor::FailureKind::Panicked,
             ),
             _ => panic!("job {} should not fail", failure.job),

@@ -182,6 +182,16 @@ macro_rules! test_support {
             $crate::__private::test_worker_entry();
         }
 
+        // Runs before `main`: a worker's stdout says nothing of libtest's.
+        #[used]
+        #[cfg_attr(
+            any(target_os = "linux", target_os = "android", target_os = "freebsd"),
+            link_section = ".init_array"
+        )]
+        #[cfg_attr(target_vendor = "apple", link_section = "__DATA,__mod_init_func")]
+        static __CONDUCTOR_QUIET_TEST_HARNESS: extern "C" fn() =
+            $crate::__private::silence_test_harness;
+
         $crate::__private::inventory::submit! {
             $crate::__private::TestEntry { module_path: ::core::module_path!() }
         }

@@ -45,5 +45,8 @@ pub use crate::exit_code::exit_code_of;
 /// The body of the test that [`crate::test_support!`] adds: a worker started by a
 /// test's conductor runs here and exits; in a normal test run it does nothing.
 pub fn test_worker_entry() {
+    crate::boot::give_back_stdout();
     crate::boot::dispatch_role();
 }
+
+pub use crate::boot::silence_test_harness;

@@ -14,8 +14,9 @@ mod test_entry;
 use env::{
     ENV_CHANNEL_FD, ENV_JOIN, ENV_MASTER_PID, ENV_NATS_URL, ENV_RUN, ENV_WORKER_ID, ENV_WORKER_TYPE,
 };
+pub use test_entry::silence_test_harness;
 pub use test_entry::TestEntry;
-pub(crate) use test_entry::{in_test_binary, test_harness_args};
+pub(crate) use test_entry::{give_back_stdout, in_test_binary, test_harness_args};
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;

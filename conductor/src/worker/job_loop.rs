@@ -11,13 +11,10 @@
 //! sent, so the master always knows which job is running).
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -25,6 +22,7 @@ use tokio::sync::mpsc;
 use super::api::{JobWorker, Worker};
 use super::channel::NO_WORK;
 use super::exit::{EXIT_OK, EXIT_SETUP};
+use super::panics::catch_panic;
 use super::shared::{flush_loop, stats_loop, watchdog_loop, Inbox, WorkerShared, NO_JOB};
 use crate::limits::explain;
 use crate::message::Message;
@@ -75,6 +73,7 @@ pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
         }
     };
     let shared = Arc::new(WorkerShared::new(&config, worker_type, channel, reader));
+    super::panics::keep_job_panics_quiet();
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
     spawn_thread(&shared, "conductor-watchdog", {
         let shared = shared.clone();
@@ -379,27 +378,4 @@ async fn run_job<W: JobWorker>(
     };
     shared.finish_failure(id, failed, &error);
     Some(error)
-}
-
-/// Polls a future, turning a panic inside it into an error with the panic's message.
-async fn catch_panic<F: Future>(future: F) -> Result<F::Output, String> {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(|cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
-        }
-    })
-    .await
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a non-string panic payload".to_string()
-    }
 }

@@ -9,7 +9,8 @@
 //! - [`shared`]: the process's state that every thread shares, and the small threads
 //!   beside job code (watchdog, stats timer, result flusher);
 //! - [`channel`]: who reads the master's channel, the job thread or the watchdog;
-//! - [`exit`]: exit codes, and the one way out of the process.
+//! - [`exit`]: exit codes, and the one way out of the process;
+//! - [`panics`]: a panicking job fails quietly, with its message and place.
 //!
 //! Nothing here knows the master's internals or a transport: a worker talks frames
 //! ([`crate::wire`]) over one socket, whoever holds its other end.
@@ -20,6 +21,7 @@ mod channel;
 mod counters;
 pub(crate) mod exit;
 mod job_loop;
+mod panics;
 mod shared;
 
 pub use api::{JobWorker, NamedWorker, Worker, CRASH_EXIT_CODE};
