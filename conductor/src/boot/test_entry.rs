@@ -15,7 +15,7 @@ use super::env::{ENV_JOIN, ENV_WORKER_TYPE};
 static HARNESS_STDOUT: AtomicI32 = AtomicI32::new(-1);
 
 /// Runs before `main` in a test binary (see [`crate::test_support!`]): in a worker
-/// process, silences stdout until [`give_back_stdout`]. Only libc calls: the
+/// process, silences stdout until the worker entry gives it back. Only libc calls: the
 /// standard library may not be set up yet.
 pub extern "C" fn silence_test_harness() {
     let is_worker = [ENV_WORKER_TYPE, ENV_JOIN].iter().any(|name| {
