@@ -305,6 +305,33 @@ fn the_progress_bar_shows_on_a_terminal_without_tearing_worker_lines() {
 }
 
 #[test]
+fn two_conductors_draw_two_labelled_bars_and_master_lines_stay_whole() {
+    let command = common::example_path("multi_type").display().to_string();
+    let output = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` (util-linux) runs");
+    assert!(output.status.success(), "{output:?}");
+    let lines = screen_lines(&output.stdout);
+    let text = lines.join("\n");
+    // Each conductor's final bar is on screen, with its label, neither drawn over.
+    // (The bars of a group are apart by cursor moves, which `screen_lines` drops.)
+    for (label, total) in [("shouter", "4/4"), ("cuber", "100/100")] {
+        let finished = text.match_indices(label).any(|(at, _)| {
+            let bar: String = text[at..].chars().take(100).collect();
+            bar.contains(&format!(" {total} "))
+        });
+        assert!(finished, "no finished `{label}` bar:\n{text}");
+    }
+    assert!(
+        lines.iter().any(|l| l == "both conductors are running"),
+        "the master's line was torn or lost:\n{text}"
+    );
+    assert!(text.contains("sum of cubes 1..=100: 25502500"), "{text}");
+}
+
+#[test]
 fn the_progress_bar_stays_off_when_not_on_a_terminal_or_switched_off() {
     let lines = batch_on_a_terminal("--jobs 100 --job-ms 1", Some("0"));
     assert!(

@@ -163,6 +163,7 @@ pub use crate::handle::ConductorHandle;
 pub use crate::jobs::Jobs;
 pub use crate::message::Message;
 pub use crate::permanent::Permanent;
+pub use crate::progress::above_bars;
 pub use crate::report::Interrupt;
 pub use crate::report::{Attempt, FailureKind, JobFailure, JobOutput, Report};
 pub use crate::running::Running;

@@ -1,6 +1,10 @@
 //! The master's progress bar: done / total, failures, jobs per second and ETA, drawn
 //! on stderr only when it is a terminal.
 //!
+//! Every conductor of a process draws its own bar, labelled with its worker type, in
+//! one group at the bottom of the terminal, so several conductors at once do not
+//! draw over each other; [`above_bars`] lets master code print above them.
+//!
 //! Workers' own output would tear a bar drawn over it, so while a bar shows, workers
 //! are started with piped stdout and stderr and their lines are printed above the bar
 //! (see [`Progress::print`]). Without the `progress` feature every call is a no-op.
@@ -32,15 +36,42 @@ fn write_line(line: &[u8], to_stderr: bool) {
 }
 
 #[cfg(feature = "progress")]
+pub use bar::above_bars;
+#[cfg(feature = "progress")]
 pub(crate) use bar::Progress;
+#[cfg(not(feature = "progress"))]
+pub use silent::above_bars;
 #[cfg(not(feature = "progress"))]
 pub(crate) use silent::Progress;
 
 #[cfg(feature = "progress")]
 mod bar {
+    use std::sync::OnceLock;
     use std::time::Duration;
 
-    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+    /// The bars of every conductor in this process, drawn together.
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+
+    fn bars() -> &'static MultiProgress {
+        BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)))
+    }
+
+    /// Runs `print` with the progress bars of this process cleared from the terminal,
+    /// then draws them again below what it printed: how master code prints while
+    /// conductors run without tearing a bar. Without a bar on screen it just runs
+    /// `print`.
+    ///
+    /// ```
+    /// conductor::above_bars(|| println!("halfway there"));
+    /// ```
+    pub fn above_bars<R>(print: impl FnOnce() -> R) -> R {
+        match BARS.get() {
+            Some(bars) => bars.suspend(print),
+            None => print(),
+        }
+    }
 
     /// A handle on the bar; clones draw the same bar.
     #[derive(Clone)]
@@ -51,7 +82,9 @@ mod bar {
     }
 
     impl Progress {
-        pub fn start(enabled: bool, total: Option<u64>) -> Self {
+        /// A bar labelled `label` (the worker type), below those of the conductors
+        /// already running.
+        pub fn start(enabled: bool, total: Option<u64>, label: &str) -> Self {
             if !super::wanted(enabled) {
                 return Progress {
                     bar: None,
@@ -61,10 +94,12 @@ mod bar {
             }
             let template = match total {
                 Some(_) => {
-                    "{spinner:.green} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} \
-                     {msg}{rate} ETA {eta}"
+                    "{prefix:.bold} {spinner:.green} [{elapsed_precise}] {wide_bar:.cyan/blue} \
+                     {pos}/{len} {msg}{rate} ETA {eta}"
                 }
-                None => "{spinner:.green} [{elapsed_precise}] {pos} done {msg}{rate}",
+                None => {
+                    "{prefix:.bold} {spinner:.green} [{elapsed_precise}] {pos} done {msg}{rate}"
+                }
             };
             let style = ProgressStyle::with_template(template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -75,8 +110,10 @@ mod bar {
                     },
                 )
                 .progress_chars("=> ");
-            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr_with_hz(10))
-                .with_style(style);
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::hidden())
+                .with_style(style)
+                .with_prefix(label.to_string());
+            let bar = bars().add(bar);
             // The spinner and rate keep moving while long jobs run.
             bar.enable_steady_tick(Duration::from_millis(200));
             Progress {
@@ -141,8 +178,13 @@ mod silent {
     #[derive(Clone)]
     pub(crate) struct Progress;
 
+    /// Runs `print`: without the `progress` feature there is no bar to clear.
+    pub fn above_bars<R>(print: impl FnOnce() -> R) -> R {
+        print()
+    }
+
     impl Progress {
-        pub fn start(enabled: bool, _total: Option<u64>) -> Self {
+        pub fn start(enabled: bool, _total: Option<u64>, _label: &str) -> Self {
             let _ = super::wanted(enabled);
             Progress
         }

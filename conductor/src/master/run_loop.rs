@@ -76,6 +76,7 @@ where
         let progress = Progress::start(
             settings.progress,
             settings.total_jobs.or_else(|| source.exact_len()),
+            &settings.worker_type,
         );
         let mut master = Master {
             accounts: Accounts::new(
