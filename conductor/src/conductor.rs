@@ -189,7 +189,7 @@ where
     /// ```
     pub fn context<C: Serialize + ?Sized>(mut self, context: &C) -> Self {
         let room = crate::wire::MAX_HANDSHAKE_BYTES - 4096;
-        match crate::wire::value::to_vec(context) {
+        match lookup::encode("the context", context) {
             Ok(bytes) if bytes.len() <= room => {
                 self.settings.context = Some(bytes);
             }
@@ -202,8 +202,7 @@ where
                 self.setup_error.get_or_insert(Error::usage(message));
             }
             Err(e) => {
-                self.setup_error
-                    .get_or_insert(Error::codec("the context", e));
+                self.setup_error.get_or_insert(e);
             }
         }
         self

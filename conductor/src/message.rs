@@ -5,7 +5,8 @@ use std::fmt;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::Error;
-use crate::wire::{value, ReplyResult};
+use crate::lookup;
+use crate::wire::ReplyResult;
 
 /// A custom command with a payload, sent by a worker to its master or by a master to
 /// a worker.
@@ -77,7 +78,7 @@ impl Message {
 
     /// Decodes the payload as `T`, the type the sender serialized.
     pub fn data<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        value::from_slice(&self.data).map_err(|e| Error::codec("a message payload", e))
+        lookup::decode("a message payload", &self.data)
     }
 
     /// The payload as encoded bytes (MessagePack with field names).
@@ -97,7 +98,7 @@ impl Message {
 
     /// Answers the sender with `value`; does nothing when no reply is expected.
     pub fn reply<T: Serialize + ?Sized>(mut self, value: &T) -> Result<(), Error> {
-        let encoded = value::to_vec(value).map_err(|e| Error::codec("a reply", e))?;
+        let encoded = lookup::encode("a reply", value)?;
         if let Some(responder) = self.responder.take() {
             responder.answer(Ok(encoded));
         }
@@ -126,7 +127,7 @@ impl fmt::Debug for Message {
 /// Turns a raw reply into the caller's type.
 pub(crate) fn decode_reply<R: DeserializeOwned>(reply: ReplyResult) -> Result<R, Error> {
     match reply {
-        Ok(bytes) => value::from_slice(&bytes).map_err(|e| Error::codec("a reply", e)),
+        Ok(bytes) => lookup::decode("a reply", &bytes),
         Err(message) => Err(Error::remote(message)),
     }
 }
@@ -169,7 +170,7 @@ mod tests {
         let message = Message::new(
             None,
             "hello".into(),
-            value::to_vec("hi").unwrap(),
+            lookup::encode("a message payload", "hi").unwrap(),
             Some(responder),
         );
         assert_eq!(message.data::<String>().unwrap(), "hi");

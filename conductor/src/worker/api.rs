@@ -112,7 +112,7 @@ impl Worker {
                 std::any::type_name::<C>()
             )));
         };
-        crate::wire::value::from_slice(bytes).map_err(|e| Error::codec("the context", e))
+        lookup::decode("the context", bytes)
     }
 
     /// The type name this worker was registered under.
