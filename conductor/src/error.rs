@@ -236,7 +236,12 @@ impl Error {
         self.0
             .not_run
             .iter()
-            .map(|(id, bytes)| Ok((*id, crate::lookup::decode("a job", bytes)?)))
+            .map(|(id, bytes)| {
+                Ok((
+                    *id,
+                    crate::wire::value::from_slice(bytes).map_err(|e| Error::codec("a job", e))?,
+                ))
+            })
             .collect()
     }
 
