@@ -117,6 +117,14 @@
 //! a worker only runs jobs, and the wire only encodes. Each folder's `mod.rs` says what
 //! it must not import; none imports its caller.
 //!
+//! # Further reading
+//!
+//! In the repository: `README.md`, a ten-minute introduction with every example
+//! listed, and `docs/`, one page per topic: `api.md` (every builder setting and its
+//! default), `guarantees.md`, `operating.md`, `distributed.md`, `how-it-works.md`,
+//! `performance.md` (the benchmark method and figures) and `okanjo-mapping.md` (the
+//! Node.js seed's concepts, mapped).
+//!
 //! # Platforms
 //!
 //! Unix only (Linux and macOS): workers are joined to their master by a socket pair.
