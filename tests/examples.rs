@@ -111,3 +111,24 @@ fn uneven_jobs_finish_close_to_the_ideal_schedule() {
     // Two long jobs one after the other would be 2.0.
     assert!(ratio < 1.5, "{ratio}× the ideal: {stdout}");
 }
+
+#[test]
+fn logs_shows_job_code_events_in_the_masters_terminal() {
+    let stdout = run_example("logs");
+    for (job, width) in [64, 320, 640, 1280].into_iter().enumerate() {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!("made a thumbnail width={width} ")))
+            .unwrap_or_else(|| panic!("no line for width {width}:\n{stdout}"));
+        assert!(line.starts_with(" INFO job{worker="), "{line}");
+        assert!(
+            line.contains(&format!(" job={job} attempt=1}}: logs: ")),
+            "{line}"
+        );
+    }
+    assert!(
+        stdout.contains("}: logs: thumbnail 64 px wide is too small to read"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not shown"), "{stdout}");
+}

@@ -11,6 +11,9 @@ use conductor::{Conductor, Event, Running, Worker};
 
 conductor::test_support!();
 
+mod common;
+use common::nats_url;
+
 /// Squares `n` after `ms` milliseconds; answers which worker ran it.
 #[conductor::worker(type = "nats_square")]
 fn nats_square(job: (u64, u64), worker: &Worker) -> anyhow::Result<(u64, u64)> {
@@ -31,27 +34,6 @@ fn nats_poison(job: u64) -> anyhow::Result<u64> {
         std::process::abort();
     }
     Ok(job)
-}
-
-fn nats_url() -> Option<String> {
-    let url = std::env::var("CONDUCTOR_TEST_NATS_URL")
-        .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string());
-    let address = url.trim_start_matches("nats://").to_string();
-    let reachable = std::net::TcpStream::connect_timeout(
-        &address.parse().expect("a host:port address"),
-        Duration::from_secs(2),
-    )
-    .is_ok();
-    if reachable {
-        return Some(url);
-    }
-    let required = std::env::var("CONDUCTOR_REQUIRE_NATS").is_ok_and(|v| v == "1");
-    assert!(
-        !required,
-        "no NATS server at {url}, and CONDUCTOR_REQUIRE_NATS=1: start nats-server -js"
-    );
-    eprintln!("SKIPPED: no NATS server at {url} (set CONDUCTOR_REQUIRE_NATS=1 to fail instead)");
-    None
 }
 
 /// A run name no other test (or earlier test run) uses.

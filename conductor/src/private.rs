@@ -31,7 +31,10 @@ pub fn dispatch_role() {
 pub fn block_on_main<F: std::future::Future>(future: F) -> F::Output {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     let runtime = crate::limits::build_runtime(builder.enable_all(), |e| {
-        eprintln!(
+        // The program ends here, before any subscriber could exist: stderr it is.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "conductor: cannot start the program's runtime: {}",
             crate::limits::explain(&e)
         );

@@ -1,7 +1,9 @@
 //! What several integration tests share.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+#[allow(dead_code)]
 /// The path of an example binary that `cargo test` built next to this test.
 pub fn example_path(name: &str) -> PathBuf {
     let mut path: PathBuf = std::env::current_exe().expect("the test binary has a path");
@@ -12,4 +14,29 @@ pub fn example_path(name: &str) -> PathBuf {
     path.push("examples");
     path.push(name);
     path
+}
+
+/// The NATS server of the distributed tests (127.0.0.1:4222, or
+/// `CONDUCTOR_TEST_NATS_URL`); `None` when there is none and none is required, so that
+/// `cargo test` works with only the Rust toolchain. CI sets `CONDUCTOR_REQUIRE_NATS=1`.
+#[allow(dead_code)]
+pub fn nats_url() -> Option<String> {
+    let url = std::env::var("CONDUCTOR_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string());
+    let address = url.trim_start_matches("nats://").to_string();
+    let reachable = std::net::TcpStream::connect_timeout(
+        &address.parse().expect("a host:port address"),
+        Duration::from_secs(2),
+    )
+    .is_ok();
+    if reachable {
+        return Some(url);
+    }
+    let required = std::env::var("CONDUCTOR_REQUIRE_NATS").is_ok_and(|v| v == "1");
+    assert!(
+        !required,
+        "no NATS server at {url}, and CONDUCTOR_REQUIRE_NATS=1: start nats-server -js"
+    );
+    eprintln!("SKIPPED: no NATS server at {url} (set CONDUCTOR_REQUIRE_NATS=1 to fail instead)");
+    None
 }

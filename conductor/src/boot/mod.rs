@@ -27,6 +27,7 @@ use crate::worker::WorkerBoot;
 /// Runs the worker and exits when this process was started as one; returns otherwise.
 pub(crate) fn dispatch_role() {
     if std::env::var_os(ENV_JOIN).is_some() || std::env::var_os(ENV_WORKER_TYPE).is_some() {
+        crate::worker::logs::install();
         die_with_master();
     }
     if let Some(run) = std::env::var_os(ENV_JOIN) {
@@ -46,8 +47,9 @@ pub(crate) fn dispatch_role() {
         .and_then(|fd| fd.parse::<RawFd>().ok())
         .and_then(adopt_channel)
     else {
-        eprintln!(
-            "conductor: this process was started as a worker of type `{worker_type}` without a valid \
+        tracing::error!(
+            target: "conductor::worker",
+            "this process was started as a worker of type `{worker_type}` without a valid \
              {ENV_CHANNEL_FD}; workers are started by their master, not by hand"
         );
         std::process::exit(EXIT_SETUP);
@@ -87,13 +89,16 @@ fn join_run(run: &str) -> ! {
     env::forget_nats_auth_env();
     name_process_after_program();
     let Some(url) = url else {
-        eprintln!("conductor: {ENV_JOIN}={run} needs {ENV_NATS_URL}, the NATS server of the run");
+        tracing::error!(
+            target: "conductor::worker",
+            "{ENV_JOIN}={run} needs {ENV_NATS_URL}, the NATS server of the run"
+        );
         std::process::exit(EXIT_SETUP);
     };
     let joined = match crate::transport::join(&url, run, worker_type, worker_id, auth) {
         Ok(joined) => joined,
         Err(reason) => {
-            eprintln!("conductor: cannot join run `{run}`: {reason}");
+            tracing::error!(target: "conductor::worker", "cannot join run `{run}`: {reason}");
             std::process::exit(EXIT_SETUP);
         }
     };
@@ -186,7 +191,7 @@ fn adopt_channel(fd: RawFd) -> Option<UnixStream> {
 
 fn refuse(channel: UnixStream, reason: &str) -> ! {
     use std::io::Write;
-    eprintln!("conductor: {reason}");
+    tracing::error!(target: "conductor::worker", "{reason}");
     let mut channel = channel;
     let refusal = crate::wire::ToMaster::Refused {
         reason: reason.to_string(),

@@ -262,6 +262,15 @@ impl<J> Ledger<J> {
         })
     }
 
+    /// Which run of job `id` this is (1 for the first), while it is in flight.
+    pub fn attempt_of(&self, id: u64) -> Option<u32> {
+        self.workers
+            .values()
+            .flat_map(|queue| queue.jobs.iter())
+            .find(|in_flight| in_flight.job.id == id)
+            .map(|in_flight| in_flight.job.attempts + in_flight.job.returned + 1)
+    }
+
     /// The oldest job in flight on `worker` and when it started running, as far as
     /// the master can tell: when it was sent or when the job before it answered.
     pub fn oldest_running(&self, worker: u64) -> Option<(u64, Instant)> {

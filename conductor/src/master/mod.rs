@@ -22,7 +22,9 @@
 //!   report;
 //! - [`events`]: the hand-off of events to the caller; [`stats_round`]: workers'
 //!   stats rolls gathered into reports; [`thread`]: the master's own thread and
-//!   runtime. (The progress bar, a view of the run, is `crate::progress`.)
+//!   runtime; [`worker_logs`]: workers' `tracing` events and `log` records, replayed
+//!   into the master's subscriber. (The progress bar, a view of the run, is
+//!   `crate::progress`.)
 //!
 //! Invariants:
 //!
@@ -51,11 +53,13 @@ mod ending;
 mod events;
 mod feeding;
 mod ledger;
+pub(crate) mod metrics;
 
 mod run_loop;
 mod settle;
 mod stats_round;
 mod thread;
+mod worker_logs;
 mod workers;
 
 use std::sync::atomic::Ordering;
@@ -73,6 +77,7 @@ use ending::Ending;
 use events::EventOut;
 use feeding::Feeding;
 use stats_round::Aggregator;
+use worker_logs::WorkerLogs;
 use workers::Workers;
 
 pub(crate) use ending::journal::{default_key, Journal, KeyFn};
@@ -96,6 +101,7 @@ pub(crate) struct Master<J, O> {
     ending: Ending,
     stats: Aggregator,
     progress: Progress,
+    worker_logs: WorkerLogs,
 }
 
 impl<J, O> Drop for Master<J, O> {

@@ -14,6 +14,7 @@ use super::ending::{Ending, Phase, SignalWatch};
 use super::events::EventOut;
 use super::feeding::{pull_stream, Feeding};
 use super::stats_round::Aggregator;
+use super::worker_logs::WorkerLogs;
 use super::workers::Workers;
 use super::{FromWorker, Master, WorkerEvent};
 use crate::error::Error;
@@ -91,6 +92,7 @@ where
             ending: Ending::new(signals),
             stats: Aggregator::default(),
             progress,
+            worker_logs: WorkerLogs::default(),
             transport,
             _inbox_open: inbox,
             settings,
@@ -275,6 +277,11 @@ where
             WorkerEvent::Broken(reason) => self.on_broken(worker_id, reason),
             WorkerEvent::Exited(status) => self.on_exit(worker_id, status),
             // Heard: `last_seen` is all a heartbeat changes.
+            WorkerEvent::Log(record) => {
+                let ledger = &self.accounts.ledger;
+                self.worker_logs
+                    .replay(worker_id, record, |job| ledger.attempt_of(job));
+            }
             WorkerEvent::Heartbeat | WorkerEvent::CaughtUp | WorkerEvent::Join { .. } => {}
         }
     }

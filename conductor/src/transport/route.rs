@@ -60,6 +60,7 @@ pub(crate) fn route_frame(
         ToMaster::GaveBack { jobs } => send(WorkerEvent::GaveBack(jobs)),
         ToMaster::Heartbeat => send(WorkerEvent::Heartbeat),
         ToMaster::LimitReached { reason } => send(WorkerEvent::LimitReached(reason)),
+        ToMaster::Log(record) => send(WorkerEvent::Log(record)),
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 
 use super::join::{Admission, Joining};
 use crate::message::Message;
-use crate::wire::StatsRoll;
+use crate::wire::{LogRecord, StatsRoll};
 
 /// One event from (or about) worker `worker_id`. Events of a worker reach the run loop
 /// in the order its frames were sent; its `Exited` comes after its last frame.
@@ -36,6 +36,8 @@ pub(crate) enum WorkerEvent {
     GaveBack(Vec<u64>),
     /// The worker's process is alive (a thread beside its job says so).
     Heartbeat,
+    /// A `tracing` event or `log` record from the worker's process.
+    Log(LogRecord),
     /// The system refused the worker a thread or a file; it exits without starting.
     LimitReached(String),
     /// The worker broke the protocol; its reader stopped.

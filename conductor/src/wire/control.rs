@@ -21,6 +21,11 @@ pub struct WorkerConfig {
     pub heartbeat_ms: u64,
     /// The conductor's context value, encoded (`Conductor::context`).
     pub context: Option<Vec<u8>>,
+    /// The most verbose log level the master's subscriber takes ([`LogRecord::level`];
+    /// 0: none): a worker sends nothing finer.
+    pub log_level: u8,
+    /// Whether the worker times its jobs (for the master's metrics).
+    pub time_jobs: bool,
 }
 
 /// The answer to a request: the encoded reply, or the error the other side gave.
@@ -91,6 +96,63 @@ pub enum ToMaster {
     LimitReached {
         reason: String,
     },
+    /// A `tracing` event or `log` record from the worker, for the master's subscriber.
+    Log(LogRecord),
+}
+
+/// A `tracing` event or `log` record, as a worker sends it to its master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// 1 error, 2 warn, 3 info, 4 debug, 5 trace.
+    pub level: u8,
+    pub target: String,
+    pub module_path: Option<String>,
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// The event's fields in order, `message` among them.
+    pub fields: Vec<(String, LogValue)>,
+    /// The spans the event happened in, outermost first, as `name{field=value ...}`.
+    pub spans: Vec<String>,
+    /// The job the worker was running.
+    pub job: Option<u64>,
+}
+
+/// Log levels travel as numbers: 0 is "none", then error (1) to trace (5).
+pub fn level_number(level: Option<tracing::Level>) -> u8 {
+    match level {
+        None => 0,
+        Some(tracing::Level::ERROR) => 1,
+        Some(tracing::Level::WARN) => 2,
+        Some(tracing::Level::INFO) => 3,
+        Some(tracing::Level::DEBUG) => 4,
+        Some(tracing::Level::TRACE) => 5,
+    }
+}
+
+/// The level a number stands for ([`level_number`]); `None` for 0 and for numbers out
+/// of range.
+pub fn level_of_number(number: u8) -> Option<tracing::Level> {
+    Some(match number {
+        1 => tracing::Level::ERROR,
+        2 => tracing::Level::WARN,
+        3 => tracing::Level::INFO,
+        4 => tracing::Level::DEBUG,
+        5 => tracing::Level::TRACE,
+        _ => return None,
+    })
+}
+
+/// A field's value, with its type kept where the subscriber cares (numbers print
+/// unquoted, strings quoted, `message` and `Debug` values as they were written).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LogValue {
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    Str(String),
+    /// Written with `Debug` or `Display` (`?x`, `%x`, the message).
+    Shown(String),
 }
 
 /// What a worker can ask of its master.

@@ -36,13 +36,13 @@ use std::io;
 pub(crate) use batch_reader::{FailedAs, JobQueue, ResultsReader};
 pub(crate) use batch_writer::BatchWriter;
 pub(crate) use control::{
-    control_frame, decode_control, ReplyResult, Request, StatsRoll, ToMaster, ToWorker,
-    WorkerConfig,
+    control_frame, decode_control, level_number, level_of_number, LogRecord, LogValue, ReplyResult,
+    Request, StatsRoll, ToMaster, ToWorker, WorkerConfig,
 };
 pub(crate) use frame::{read_frame, Frame, FrameReader};
 
 /// Bumped whenever a frame or message changes shape.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// A worker reads its handshake before it knows the run's frame limit: the
 /// handshake (and the context it carries) must fit in this.

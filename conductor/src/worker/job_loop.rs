@@ -59,7 +59,7 @@ pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
     let config = match handshake::<W>(&channel, &worker_type) {
         Ok(config) => config,
         Err(reason) => {
-            eprintln!("conductor worker of type `{worker_type}`: {reason}");
+            tracing::error!(target: "conductor::worker", %worker_type, "{reason}");
             let mut channel = &channel;
             let _ = channel.write_all(&control_frame(&ToMaster::Refused { reason }));
             return EXIT_SETUP;
@@ -68,11 +68,12 @@ pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
     let reader = match channel.try_clone() {
         Ok(reader) => reader,
         Err(e) => {
-            eprintln!("conductor worker: cannot clone its channel: {e}");
+            tracing::error!(target: "conductor::worker", "cannot clone its channel: {e}");
             return EXIT_SETUP;
         }
     };
     let shared = Arc::new(WorkerShared::new(&config, worker_type, channel, reader));
+    super::logs::connect(&shared, config.log_level);
     super::panics::keep_job_panics_quiet();
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
     spawn_thread(&shared, "conductor-watchdog", {

@@ -10,7 +10,8 @@
 //!   beside job code (watchdog, stats timer, result flusher);
 //! - [`channel`]: who reads the master's channel, the job thread or the watchdog;
 //! - [`exit`]: exit codes, and the one way out of the process;
-//! - [`panics`]: a panicking job fails quietly, with its message and place.
+//! - [`panics`]: a panicking job fails quietly, with its message and place;
+//! - [`logs`]: `tracing` events and `log` records of the process, sent to the master.
 //!
 //! Nothing here knows the master's internals or a transport: a worker talks frames
 //! ([`crate::wire`]) over one socket, whoever holds its other end.
@@ -21,6 +22,7 @@ mod channel;
 mod counters;
 pub(crate) mod exit;
 mod job_loop;
+pub(crate) mod logs;
 mod panics;
 mod shared;
 

@@ -373,10 +373,15 @@ impl WorkerShared {
     }
 
     fn send_frame(&self, frame: &[u8]) {
-        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        if writer.write_all(frame).is_err() {
+        if self.try_send_frame(frame).is_err() {
             self.master_gone();
         }
+    }
+
+    /// Sends a whole frame; an error means the master is gone.
+    pub(super) fn try_send_frame(&self, frame: &[u8]) -> std::io::Result<()> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        writer.write_all(frame)
     }
 
     /// Sends a request to the master and waits for its reply.
@@ -422,7 +427,7 @@ impl WorkerShared {
     /// The system refused this worker a thread or a file it needs: tells the master
     /// which limit, so it goes on with the workers it has, and exits.
     pub(super) fn limit_reached(&self, reason: &str) -> ! {
-        eprintln!("conductor worker {}: {reason}", self.id);
+        tracing::error!(target: "conductor::worker", worker = self.id, "{reason}");
         self.send_control(&ToMaster::LimitReached {
             reason: reason.to_string(),
         });
@@ -440,19 +445,17 @@ impl WorkerShared {
     }
 
     pub(super) fn protocol_failure(&self, what: &str) -> ! {
-        eprintln!(
-            "conductor worker {}: protocol error from the master: {what}; exiting",
-            self.id
+        tracing::error!(
+            target: "conductor::worker",
+            worker = self.id,
+            "protocol error from the master: {what}; exiting"
         );
         exit_worker(EXIT_PROTOCOL)
     }
 
     pub(super) fn log(&self, message: std::fmt::Arguments<'_>) {
         if self.logging {
-            eprintln!(
-                "conductor worker {} ({}): {message}",
-                self.id, self.worker_type
-            );
+            tracing::info!(target: "conductor::worker", worker_type = %self.worker_type, "{message}");
         }
     }
 

@@ -86,8 +86,10 @@ where
         if self.workers.cap.lower_to(others, Instant::now()) {
             // Said whatever the logging: the run is slower than asked, and the user can
             // raise the limit.
-            eprintln!(
-                "conductor: going on with {others} of {} workers: {reason}",
+            tracing::warn!(
+                conductor = %self.shared.id,
+                worker_type = %self.settings.worker_type,
+                "going on with {others} of {} workers: {reason}",
                 self.settings.worker_limit
             );
         }

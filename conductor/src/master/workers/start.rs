@@ -14,7 +14,7 @@ use crate::master::Master;
 use crate::settings::heartbeat_every;
 use crate::transport::process::OutputSink;
 use crate::transport::{Feed, WorkerSpec};
-use crate::wire::{control_frame, ToWorker, WorkerConfig, PROTOCOL_VERSION};
+use crate::wire::{control_frame, level_number, ToWorker, WorkerConfig, PROTOCOL_VERSION};
 
 /// How long the master waits before trying again to start a worker that failed to start.
 const SPAWN_RETRY: Duration = Duration::from_millis(200);
@@ -124,6 +124,9 @@ where
             crash_on_job_error: self.settings.crash_on_job_error,
             heartbeat_ms: heartbeat_every(self.settings.liveness_timeout).as_millis() as u64,
             context: self.settings.context.clone(),
+            // What the subscriber takes now: a worker sends nothing finer.
+            log_level: level_number(tracing::level_filters::LevelFilter::current().into_level()),
+            time_jobs: crate::master::metrics::wanted(),
         }
     }
 

@@ -371,9 +371,10 @@ impl Bridge {
             match stored {
                 Ok(()) => break,
                 Err(e) => {
-                    eprintln!(
-                        "conductor worker {}: storing results failed, retrying: {e}",
-                        self.worker_id
+                    tracing::warn!(
+                        target: "conductor::worker",
+                        worker = self.worker_id,
+                        "storing results failed, retrying: {e}"
                     );
                     tokio::time::sleep(RETRY).await;
                 }
@@ -418,9 +419,11 @@ impl Bridge {
                 }
                 Ok(_) => {}
                 Err(reason) => {
-                    eprintln!(
-                        "conductor worker {}: a malformed message on {} was dropped: {reason}",
-                        self.worker_id, message.subject
+                    tracing::warn!(
+                        target: "conductor::worker",
+                        worker = self.worker_id,
+                        "a malformed message on {} was dropped: {reason}",
+                        message.subject
                     );
                     continue;
                 }
@@ -481,9 +484,10 @@ impl Bridge {
             let mut exhausted = BatchWriter::results(256);
             for message in messages {
                 let Some(id) = header_u64(&message.message, HEADER_JOB) else {
-                    eprintln!(
-                        "conductor worker {}: a job message without a {HEADER_JOB} header was dropped",
-                        self.worker_id
+                    tracing::warn!(
+                        target: "conductor::worker",
+                        worker = self.worker_id,
+                        "a job message without a {HEADER_JOB} header was dropped"
                     );
                     let _ = message.ack_with(AckKind::Term).await;
                     continue;
