@@ -149,6 +149,7 @@ mod limits;
 mod lookup;
 mod master;
 mod message;
+mod metrics;
 mod permanent;
 mod progress;
 mod report;

@@ -108,6 +108,7 @@ where
 {
     /// A completed stats round: the handle's last stats, and an event.
     pub(super) fn publish_stats(&mut self, report: StatsReport) {
+        self.metrics.report(&report);
         *self
             .shared
             .last_stats

@@ -95,6 +95,8 @@ pub(crate) struct Ledger<J> {
     next_id: u64,
     completed: u64,
     failed: u64,
+    /// Runs that returned an error and were given another.
+    retried: u64,
     max_attempts: u32,
     retry_policy: Retry,
     /// Jobs that returned an error, waiting for their retry.
@@ -116,6 +118,7 @@ impl<J> Ledger<J> {
             next_id: 0,
             completed: 0,
             failed: 0,
+            retried: 0,
             max_attempts: max_attempts.max(1),
             retry_policy: retry,
             backoff: Backoff::default(),
@@ -170,6 +173,15 @@ impl<J> Ledger<J> {
 
     pub fn completed(&self) -> u64 {
         self.completed
+    }
+
+    pub fn retried(&self) -> u64 {
+        self.retried
+    }
+
+    /// Jobs waiting for a worker: ready now, or after their retry's backoff.
+    pub fn queued(&self) -> usize {
+        self.ready() + self.backoff.len()
     }
 
     pub fn failed(&self) -> u64 {
@@ -246,6 +258,7 @@ impl<J> Ledger<J> {
                     error,
                 });
                 self.backoff.push(now + delay, id, job);
+                self.retried += 1;
                 Settled::Retrying
             }
             Err((kind, error)) => {

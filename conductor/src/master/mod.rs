@@ -23,8 +23,9 @@
 //! - [`events`]: the hand-off of events to the caller; [`stats_round`]: workers'
 //!   stats rolls gathered into reports; [`thread`]: the master's own thread and
 //!   runtime; [`worker_logs`]: workers' `tracing` events and `log` records, replayed
-//!   into the master's subscriber. (The progress bar, a view of the run, is
-//!   `crate::progress`.)
+//!   into the master's subscriber. (Views of the run live beside the master: the
+//!   progress bar in `crate::progress`, the figures for a `metrics` exporter in
+//!   `crate::metrics`.)
 //!
 //! Invariants:
 //!
@@ -53,7 +54,6 @@ mod ending;
 mod events;
 mod feeding;
 mod ledger;
-pub(crate) mod metrics;
 
 mod run_loop;
 mod settle;
@@ -68,6 +68,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::handle::Shared;
+use crate::metrics::RunMetrics;
 use crate::progress::Progress;
 use crate::settings::Settings;
 use crate::transport::worker_event::{FromWorker, WorkerEvent};
@@ -102,6 +103,7 @@ pub(crate) struct Master<J, O> {
     stats: Aggregator,
     progress: Progress,
     worker_logs: WorkerLogs,
+    metrics: RunMetrics,
 }
 
 impl<J, O> Drop for Master<J, O> {

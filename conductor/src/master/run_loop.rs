@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::handle::{Command, Shared};
 use crate::jobs::Jobs;
+use crate::metrics::RunMetrics;
 use crate::progress::Progress;
 use crate::report::{Interrupt, Report};
 use crate::settings::Settings;
@@ -93,6 +94,7 @@ where
             stats: Aggregator::default(),
             progress,
             worker_logs: WorkerLogs::default(),
+            metrics: RunMetrics::new(&settings.worker_type),
             transport,
             _inbox_open: inbox,
             settings,
@@ -246,6 +248,7 @@ where
             }
             WorkerEvent::Message(message) => self.events.message(message),
             WorkerEvent::Stats(roll) => {
+                self.metrics.worker_roll(worker_id, &roll);
                 let live = self.workers.live();
                 if let Some(report) = self.stats.add(worker_id, roll, &live) {
                     self.publish_stats(report);

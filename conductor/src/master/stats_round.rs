@@ -82,6 +82,7 @@ mod tests {
             span_ms,
             last: pairs(last),
             diff: pairs(diff),
+            durations: Vec::new(),
         }
     }
 

@@ -35,9 +35,11 @@ use std::io;
 
 pub(crate) use batch_reader::{FailedAs, JobQueue, ResultsReader};
 pub(crate) use batch_writer::BatchWriter;
+#[cfg(feature = "metrics")]
+pub(crate) use control::bucket_seconds;
 pub(crate) use control::{
-    control_frame, decode_control, level_number, level_of_number, LogRecord, LogValue, ReplyResult,
-    Request, StatsRoll, ToMaster, ToWorker, WorkerConfig,
+    control_frame, decode_control, duration_bucket, level_number, level_of_number, LogRecord,
+    LogValue, ReplyResult, Request, StatsRoll, ToMaster, ToWorker, WorkerConfig, DURATION_BUCKETS,
 };
 pub(crate) use frame::{read_frame, Frame, FrameReader};
 

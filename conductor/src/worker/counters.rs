@@ -1,12 +1,12 @@
 //! A worker's counters: `jobsDone` and `jobsFailed`, and those job code adds, rolled
-//! every stats interval.
+//! every stats interval; and, when the master's metrics want them, how long jobs took.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::stats::{add_to, Counters, JOBS_DONE, JOBS_FAILED};
-use crate::wire::StatsRoll;
+use crate::wire::{duration_bucket, StatsRoll, DURATION_BUCKETS};
 
 /// The worker's side: counters and what they were at the previous roll. The two
 /// automatic counters are atomics, so finishing a job takes no lock.
@@ -14,6 +14,9 @@ pub(crate) struct StatsBook {
     done: AtomicI64,
     failed: AtomicI64,
     inner: Mutex<BookState>,
+    /// Jobs finished in the interval, by how long they took; `None` unless the master
+    /// asked (its metrics are on), so that timing costs nothing otherwise.
+    durations: Option<Box<[AtomicU64]>>,
 }
 
 struct BookState {
@@ -23,7 +26,7 @@ struct BookState {
 }
 
 impl StatsBook {
-    pub fn new() -> Self {
+    pub fn new(time_jobs: bool) -> Self {
         let counters: Counters = [(JOBS_DONE.to_string(), 0), (JOBS_FAILED.to_string(), 0)].into();
         StatsBook {
             done: AtomicI64::new(0),
@@ -33,6 +36,20 @@ impl StatsBook {
                 counters,
                 rolled_at: Instant::now(),
             }),
+            durations: time_jobs
+                .then(|| (0..DURATION_BUCKETS).map(|_| AtomicU64::new(0)).collect()),
+        }
+    }
+
+    /// Whether jobs are timed ([`StatsBook::job_took`]).
+    pub fn times_jobs(&self) -> bool {
+        self.durations.is_some()
+    }
+
+    /// Counts one job that took `duration`, when jobs are timed.
+    pub fn job_took(&self, duration: Duration) {
+        if let Some(durations) = &self.durations {
+            durations[duration_bucket(duration) as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -115,10 +132,17 @@ impl StatsBook {
             .collect();
         state.last_rolled = state.counters.clone();
         state.rolled_at = now;
+        let durations = self.durations.iter().flat_map(|buckets| {
+            buckets.iter().enumerate().filter_map(|(bucket, count)| {
+                let count = count.swap(0, Ordering::Relaxed);
+                (count > 0).then_some((bucket as u16, count))
+            })
+        });
         StatsRoll {
             span_ms: span.as_millis() as u64,
             last,
             diff,
+            durations: durations.collect(),
         }
     }
 
@@ -136,7 +160,7 @@ mod tests {
 
     #[test]
     fn the_book_rolls_differences() {
-        let book = StatsBook::new();
+        let book = StatsBook::new(false);
         book.add(JOBS_DONE, 2);
         book.job_finished(true);
         book.job_finished(false);
@@ -149,5 +173,26 @@ mod tests {
         assert!(second.last.contains(&("rows".to_string(), 15)));
         assert_eq!(book.last_rolled()["jobsDone"], 3);
         assert_eq!(book.snapshot()["jobsFailed"], 1);
+        assert!(second.durations.is_empty());
+    }
+
+    #[test]
+    fn timed_jobs_roll_by_bucket() {
+        let book = StatsBook::new(true);
+        book.job_took(Duration::from_millis(3));
+        book.job_took(Duration::from_millis(3));
+        book.job_took(Duration::from_secs(1));
+        let roll = book.roll();
+        let bucket = duration_bucket(Duration::from_millis(3));
+        assert!(
+            roll.durations.contains(&(bucket, 2)),
+            "{:?}",
+            roll.durations
+        );
+        assert_eq!(roll.durations.iter().map(|(_, n)| n).sum::<u64>(), 3);
+        assert!(
+            book.roll().durations.is_empty(),
+            "a roll starts the interval anew"
+        );
     }
 }

@@ -366,7 +366,11 @@ async fn run_job<W: JobWorker>(
         }
     };
     shared.current_job.store(id, Ordering::Relaxed);
+    let started = shared.stats.times_jobs().then(Instant::now);
     let outcome = catch_panic(state.process(job, worker)).await;
+    if let Some(started) = started {
+        shared.stats.job_took(started.elapsed());
+    }
     shared.current_job.store(NO_JOB, Ordering::Relaxed);
     let (failed, error) = match outcome {
         Ok(Ok(value)) => match shared.finish_output(id, &value) {

@@ -182,7 +182,7 @@ impl WorkerShared {
             master_id: config.master_id.clone(),
             worker_type,
             context: config.context.clone(),
-            stats: StatsBook::new(),
+            stats: StatsBook::new(config.time_jobs),
             monitoring: AtomicBool::new(true),
             logging: config.logging,
             max_frame: config.max_frame_bytes as usize,

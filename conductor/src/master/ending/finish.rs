@@ -12,6 +12,7 @@ use super::Phase;
 use crate::error::{EncodedFailure, Error};
 use crate::jobs::Jobs;
 use crate::master::{Journal, Master};
+use crate::metrics::RunCounts;
 use crate::report::{FailureKind, Report};
 
 impl<J, O> Master<J, O>
@@ -42,11 +43,24 @@ where
         }
     }
 
+    /// Brings the bar and the metrics up to date.
     pub(in crate::master) fn show_progress(&mut self) {
         let ledger = &self.accounts.ledger;
         let (done, failed) = (ledger.completed() + ledger.failed(), ledger.failed());
         let skipped = self.accounts.skipped();
         self.progress.update(done, failed, skipped);
+        if crate::metrics::wanted() {
+            self.metrics.publish(RunCounts {
+                submitted: ledger.submitted(),
+                completed: ledger.completed(),
+                failed: ledger.failed(),
+                retried: ledger.retried(),
+                skipped,
+                in_flight: ledger.in_flight() as u64,
+                queued: ledger.queued() as u64,
+                workers: self.workers.slots.len() as u64,
+            });
+        }
     }
 
     pub(in crate::master) fn finish(

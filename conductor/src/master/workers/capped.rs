@@ -86,12 +86,22 @@ where
         if self.workers.cap.lower_to(others, Instant::now()) {
             // Said whatever the logging: the run is slower than asked, and the user can
             // raise the limit.
-            tracing::warn!(
-                conductor = %self.shared.id,
-                worker_type = %self.settings.worker_type,
+            let line = format!(
                 "going on with {others} of {} workers: {reason}",
                 self.settings.worker_limit
             );
+            tracing::warn!(
+                conductor = %self.shared.id,
+                worker_type = %self.settings.worker_type,
+                "{line}"
+            );
+            if !tracing::dispatcher::has_been_set() {
+                // No subscriber to hear it, and the operator must: stderr, above the bar.
+                crate::progress::above_bars(|| {
+                    use std::io::Write;
+                    let _ = writeln!(std::io::stderr(), "conductor: {line}");
+                });
+            }
         }
     }
 }

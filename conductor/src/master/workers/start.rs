@@ -126,7 +126,7 @@ where
             context: self.settings.context.clone(),
             // What the subscriber takes now: a worker sends nothing finer.
             log_level: level_number(tracing::level_filters::LevelFilter::current().into_level()),
-            time_jobs: crate::master::metrics::wanted(),
+            time_jobs: crate::metrics::wanted(),
         }
     }
 
