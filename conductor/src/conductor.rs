@@ -15,6 +15,7 @@ use crate::boot::{
     self,
     env::{ENV_NATS_URL, ENV_RUN},
 };
+use crate::dashboard::{self, ENV_DASHBOARD};
 use crate::error::Error;
 use crate::handle::{Command, ConductorHandle, Shared};
 use crate::jobs::Jobs;
@@ -56,6 +57,7 @@ pub struct Conductor<J, O> {
     run_name: Option<String>,
     ack_wait: Duration,
     nats_auth: NatsAuth,
+    dashboard: Option<String>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     _output: PhantomData<fn() -> O>,
@@ -108,6 +110,7 @@ where
             run_name: None,
             ack_wait: Duration::from_secs(10),
             nats_auth: NatsAuth::default(),
+            dashboard: None,
             shared,
             commands,
             _output: PhantomData,
@@ -465,6 +468,34 @@ where
         self
     }
 
+    /// Serves a live dashboard of the run at `address` (`"127.0.0.1:8800"`, or a port
+    /// of 127.0.0.1 such as `"8800"`; `"0"` picks a free port): progress and ETA,
+    /// throughput over time, each worker with its state and current job, recent
+    /// failures, job code's counters, and buttons to stop the run gracefully or abort
+    /// it. Needs the feature `dashboard`; the environment variable
+    /// `CONDUCTOR_DASHBOARD` does the same without a line of code.
+    ///
+    /// At start the run prints the page's address with a token
+    /// (`http://127.0.0.1:8800/#token=...`, also [`ConductorHandle::dashboard_url`]):
+    /// the run's data and its buttons need it. The server lives as long as the run.
+    /// Bind beyond 127.0.0.1 (`"0.0.0.0:8800"`) only on a network you trust: the
+    /// token guards the page, but plain HTTP does not hide it on the way.
+    ///
+    /// ```no_run
+    /// # #[conductor::worker] fn resize(n: u64) -> anyhow::Result<u64> { Ok(n) }
+    /// # async fn demo() -> Result<(), conductor::Error> {
+    /// let report = conductor::Conductor::of::<resize>()
+    ///     .dashboard("127.0.0.1:8800")
+    ///     .jobs(0..100_000)
+    ///     .run()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn dashboard(mut self, address: impl Into<String>) -> Self {
+        self.dashboard = Some(address.into());
+        self
+    }
+
     /// The name of the distributed run: workers join it by this name, two runs with
     /// different names never see each other's jobs, and a master restarted with the
     /// same name resumes the run. Defaults to `CONDUCTOR_RUN`, or else to the worker
@@ -530,19 +561,13 @@ where
     pub fn start(self) -> Result<Running<J, O>, Error> {
         let (events_tx, events) = mpsc::channel(16);
         let handle = self.handle();
-        let (settings, shared, source, journal, commands) = self.prepare()?;
+        let mut input = self.prepare()?;
+        input.events = Some(events_tx);
         // Processing from now on, not from when the run's thread gets going.
-        shared
+        input
+            .shared
             .processing
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let input = RunInput {
-            settings,
-            shared,
-            source,
-            journal,
-            commands,
-            events: Some(events_tx),
-        };
         let run = RunThread::start(input, false).inspect_err(|_| {
             handle
                 .shared
@@ -561,19 +586,12 @@ where
     /// [`Conductor::start`] to receive them as events). Dropping the future stops
     /// the run and kills its workers.
     pub async fn run(self) -> Result<Report<J>, Error> {
-        let (settings, shared, source, journal, commands) = self.prepare()?;
-        shared
+        let input = self.prepare()?;
+        input
+            .shared
             .processing
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let processing = shared.clone();
-        let input = RunInput::<J, O> {
-            settings,
-            shared,
-            source,
-            journal,
-            commands,
-            events: None,
-        };
+        let processing = input.shared.clone();
         let run = RunThread::start(input, true).inspect_err(|_| {
             processing
                 .processing
@@ -582,19 +600,9 @@ where
         run.wait().await
     }
 
-    #[allow(clippy::type_complexity)]
-    fn prepare(
-        self,
-    ) -> Result<
-        (
-            Settings,
-            Arc<Shared>,
-            Jobs<J>,
-            Option<Journal<J>>,
-            mpsc::UnboundedReceiver<Command>,
-        ),
-        Error,
-    > {
+    /// Checks the settings, opens the journal and binds the dashboard: everything
+    /// that can fail before the run's thread starts.
+    fn prepare(self) -> Result<RunInput<J, O>, Error> {
         boot::ensure_master()?;
         if let Some(error) = self.setup_error {
             return Err(error);
@@ -633,7 +641,20 @@ where
             }
             None => None,
         };
-        Ok((settings, self.shared, self.source, journal, self.commands))
+        let dashboard = self
+            .dashboard
+            .or_else(|| std::env::var(ENV_DASHBOARD).ok().filter(|a| !a.is_empty()))
+            .map(|address| dashboard::bind(&address, &self.shared))
+            .transpose()?;
+        Ok(RunInput {
+            settings,
+            shared: self.shared,
+            source: self.source,
+            journal,
+            commands: self.commands,
+            events: None,
+            dashboard,
+        })
     }
 }
 

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     /// Live workers (handshake done, not exited), by id.
     pub links: Mutex<BTreeMap<u64, WorkerLink>>,
     pub commands: mpsc::UnboundedSender<Command>,
+    /// Where the dashboard is, with its token, once it is bound.
+    pub dashboard_url: std::sync::OnceLock<String>,
     /// The master's requests waiting for a worker's reply: request id → (worker, reply).
     pending: Mutex<HashMap<u64, (u64, ReplySender)>>,
     next_request: AtomicU64,
@@ -61,6 +63,7 @@ impl Shared {
             last_stats: Mutex::new(None),
             links: Mutex::new(BTreeMap::new()),
             commands,
+            dashboard_url: std::sync::OnceLock::new(),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
         }
@@ -117,6 +120,13 @@ fn new_conductor_id() -> String {
 }
 
 impl ConductorHandle {
+    /// The address of the run's live dashboard, with its token (`http://127.0.0.1:PORT/#token=...`),
+    /// once the run is started with [`Conductor::dashboard`](crate::Conductor::dashboard)
+    /// (or `CONDUCTOR_DASHBOARD`); `None` otherwise.
+    pub fn dashboard_url(&self) -> Option<&str> {
+        self.shared.dashboard_url.get().map(String::as_str)
+    }
+
     /// The conductor's unique id; its workers see it as [`crate::Worker::master_id`].
     pub fn id(&self) -> &str {
         &self.shared.id

@@ -140,6 +140,7 @@ compile_error!(
 mod boot;
 mod collect;
 mod conductor;
+mod dashboard;
 mod error;
 mod event;
 mod exit_code;

@@ -23,9 +23,10 @@
 //! - [`events`]: the hand-off of events to the caller; [`stats_round`]: workers'
 //!   stats rolls gathered into reports; [`thread`]: the master's own thread and
 //!   runtime; [`worker_logs`]: workers' `tracing` events and `log` records, replayed
-//!   into the master's subscriber. (Views of the run live beside the master: the
+//!   into the master's subscriber; [`snapshot`]: the run as the dashboard shows it.
+//!   (Views of the run live beside the master: the
 //!   progress bar in `crate::progress`, the figures for a `metrics` exporter in
-//!   `crate::metrics`.)
+//!   `crate::metrics`, the live page in `crate::dashboard`.)
 //!
 //! Invariants:
 //!
@@ -57,6 +58,7 @@ mod ledger;
 
 mod run_loop;
 mod settle;
+mod snapshot;
 mod stats_round;
 mod thread;
 mod worker_logs;
@@ -67,6 +69,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use crate::dashboard::Board;
 use crate::handle::Shared;
 use crate::metrics::RunMetrics;
 use crate::progress::Progress;
@@ -104,6 +107,11 @@ pub(crate) struct Master<J, O> {
     progress: Progress,
     worker_logs: WorkerLogs,
     metrics: RunMetrics,
+    dashboard: Board,
+    /// When the run began, and how many jobs it has if that is known: for the
+    /// dashboard's clock and ETA.
+    started: std::time::Instant,
+    total_jobs: Option<u64>,
 }
 
 impl<J, O> Drop for Master<J, O> {

@@ -14,17 +14,16 @@ use super::ending::{Ending, Phase, SignalWatch};
 use super::events::EventOut;
 use super::feeding::{pull_stream, Feeding};
 use super::stats_round::Aggregator;
+use super::thread::RunInput;
 use super::worker_logs::WorkerLogs;
 use super::workers::Workers;
 use super::{FromWorker, Master, WorkerEvent};
+use crate::dashboard::Board;
 use crate::error::Error;
-use crate::event::Event;
-use crate::handle::{Command, Shared};
-use crate::jobs::Jobs;
+use crate::handle::Command;
 use crate::metrics::RunMetrics;
 use crate::progress::Progress;
 use crate::report::{Interrupt, Report};
-use crate::settings::Settings;
 use crate::transport::{self, Context};
 
 /// How often deadlines (job timeouts, start-up, shutdown) are checked.
@@ -40,14 +39,16 @@ where
     J: Serialize + Clone + Send + 'static,
     O: DeserializeOwned + Send + 'static,
 {
-    pub(crate) async fn run(
-        mut settings: Settings,
-        shared: std::sync::Arc<Shared>,
-        source: Jobs<J>,
-        journal: Option<super::Journal<J>>,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        events: Option<mpsc::Sender<Vec<Event<J, O>>>>,
-    ) -> Result<Report<J>, Error> {
+    pub(crate) async fn run(input: RunInput<J, O>) -> Result<Report<J>, Error> {
+        let RunInput {
+            mut settings,
+            shared,
+            source,
+            journal,
+            mut commands,
+            events,
+            dashboard,
+        } = input;
         let (inbox, mut inbox_rx) = mpsc::unbounded_channel();
         let worker_window = settings.dispatch.prefetch.unwrap_or(32);
         let context = Context {
@@ -75,11 +76,8 @@ where
                 .ok(),
             false => None,
         };
-        let progress = Progress::start(
-            settings.progress,
-            settings.total_jobs.or_else(|| source.exact_len()),
-            &settings.worker_type,
-        );
+        let total_jobs = settings.total_jobs.or_else(|| source.exact_len());
+        let progress = Progress::start(settings.progress, total_jobs, &settings.worker_type);
         let mut master = Master {
             accounts: Accounts::new(
                 settings.max_attempts,
@@ -95,6 +93,9 @@ where
             progress,
             worker_logs: WorkerLogs::default(),
             metrics: RunMetrics::new(&settings.worker_type),
+            dashboard: Board::start(dashboard, shared.clone()),
+            started: Instant::now(),
+            total_jobs,
             transport,
             _inbox_open: inbox,
             settings,
@@ -204,6 +205,7 @@ where
             }
         }
         master.close_run().await;
+        master.close_dashboard().await;
         master.finish(started, source)
     }
 

@@ -29,6 +29,8 @@ pub(crate) struct RunInput<J, O> {
     pub journal: Option<Journal<J>>,
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub events: Option<mpsc::Sender<Vec<Event<J, O>>>>,
+    /// The dashboard's socket, when one was asked for.
+    pub dashboard: Option<crate::dashboard::Binding>,
 }
 
 /// A run going on its own thread.
@@ -67,15 +69,7 @@ impl<J: Send + 'static> RunThread<J> {
             .spawn(move || {
                 let conductor_id = input.shared.id.clone();
                 let processing = input.shared.clone();
-                let RunInput {
-                    settings,
-                    shared,
-                    source,
-                    journal,
-                    commands,
-                    events,
-                } = input;
-                let run = Master::<J, O>::run(settings, shared, source, journal, commands, events);
+                let run = Master::<J, O>::run(input);
                 let result = runtime.block_on(async move {
                     match stopped {
                         Some(stopped) => tokio::select! {

@@ -61,6 +61,7 @@ where
                 workers: self.workers.slots.len() as u64,
             });
         }
+        self.show_dashboard();
     }
 
     pub(in crate::master) fn finish(
