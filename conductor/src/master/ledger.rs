@@ -275,13 +275,11 @@ impl<J> Ledger<J> {
         })
     }
 
-    /// Which run of job `id` this is (1 for the first), while it is in flight.
-    pub fn attempt_of(&self, id: u64) -> Option<u32> {
-        self.workers
-            .values()
-            .flat_map(|queue| queue.jobs.iter())
-            .find(|in_flight| in_flight.job.id == id)
-            .map(|in_flight| in_flight.job.attempts + in_flight.job.returned + 1)
+    /// Which run of job `id` this is (1 for the first), while `worker` holds it.
+    pub fn attempt_of(&self, worker: u64, id: u64) -> Option<u32> {
+        let queue = self.workers.get(&worker)?;
+        let in_flight = queue.jobs.iter().find(|in_flight| in_flight.job.id == id)?;
+        Some(in_flight.job.attempts + in_flight.job.returned + 1)
     }
 
     /// The oldest job in flight on `worker` and when it started running, as far as

@@ -283,9 +283,9 @@ where
             WorkerEvent::Exited(status) => self.on_exit(worker_id, status),
             // Heard: `last_seen` is all a heartbeat changes.
             WorkerEvent::Log(record) => {
-                let ledger = &self.accounts.ledger;
+                let (ledger, holder) = (&self.accounts.ledger, self.holder(worker_id));
                 self.worker_logs
-                    .replay(worker_id, record, |job| ledger.attempt_of(job));
+                    .replay(worker_id, record, |job| ledger.attempt_of(holder, job));
             }
             WorkerEvent::Heartbeat | WorkerEvent::CaughtUp | WorkerEvent::Join { .. } => {}
         }

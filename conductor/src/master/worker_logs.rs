@@ -56,10 +56,11 @@ impl WorkerLogs {
         let Some(level) = level_of_number(record.level) else {
             return;
         };
+        // A job run again on the same worker is a new attempt: a span of its own.
+        let attempt = record.job.and_then(attempt_of);
         let current = match self.current.get(&worker) {
-            Some(current) if current.job == record.job => current,
+            Some(current) if current.job == record.job && current.attempt == attempt => current,
             _ => {
-                let attempt = record.job.and_then(attempt_of);
                 let span = match record.job {
                     Some(job) => tracing::info_span!(
                         target: "conductor",
