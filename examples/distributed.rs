@@ -1,10 +1,11 @@
 //! The distributed mode: one master, workers on any machine, through NATS JetStream.
 //!
 //! ```text
-//! # machine A: the master (it also starts --workers local workers)
+//! # machine A: the master (it also starts --workers local workers); it prints the
+//! # line that joins a worker, with the run's secret
 //! cargo run --example distributed --features nats -- --run demo --jobs 2000 --job-ms 5
-//! # machines B, C, ...: the same program joins the run as workers
-//! CONDUCTOR_NATS_URL=nats://A:4222 CONDUCTOR_JOIN=demo target/debug/examples/distributed
+//! # machines B, C, ...: the same program joins the run as workers, with that line
+//! CONDUCTOR_NATS_URL=nats://A:4222 CONDUCTOR_JOIN=demo CONDUCTOR_RUN_SECRET=... target/debug/examples/distributed
 //! ```
 //!
 //! Flags: `--url URL` (default `CONDUCTOR_NATS_URL` or `nats://127.0.0.1:4222`),
@@ -69,14 +70,8 @@ fn options() -> anyhow::Result<Options> {
 #[conductor::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
-    println!(
-        "run `{}` on {}; add workers with:\n  CONDUCTOR_NATS_URL={} CONDUCTOR_JOIN={} {}",
-        options.run,
-        options.url,
-        options.url,
-        options.run,
-        std::env::args().next().unwrap_or_default()
-    );
+    // The master prints the line that joins a worker, with the run's secret.
+    println!("run `{}` on {}", options.run, options.url);
     let job_ms = options.job_ms;
     let mut running = Conductor::<(u64, u64), (u64, u64)>::new("checksum")
         .nats(&options.url)

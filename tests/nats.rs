@@ -14,6 +14,9 @@ conductor::test_support!();
 mod common;
 use common::nats_url;
 
+/// The secret of the tests' runs, so that workers started by hand can join them.
+const TEST_SECRET: &str = "5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2";
+
 /// Squares `n` after `ms` milliseconds; answers which worker ran it.
 #[conductor::worker(type = "nats_square")]
 fn nats_square(job: (u64, u64), worker: &Worker) -> anyhow::Result<(u64, u64)> {
@@ -63,6 +66,7 @@ fn hand_worker_command(url: &str, run: &str, worker_type: Option<&str>) -> Comma
         ])
         .env("CONDUCTOR_NATS_URL", url)
         .env("CONDUCTOR_JOIN", run)
+        .env("CONDUCTOR_RUN_SECRET", TEST_SECRET)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -103,6 +107,7 @@ async fn a_run_over_nats_runs_every_job_once_and_removes_its_streams() {
     let running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
         .nats(&url)
         .run_name(&run)
+        .run_secret(TEST_SECRET)
         .worker_limit(2)
         .logging(false)
         .jobs((0..2000).map(|n| (n, 0)))
@@ -125,6 +130,7 @@ async fn hand_started_workers_join_and_a_killed_one_loses_no_job() {
     let mut running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
         .nats(&url)
         .run_name(&run)
+        .run_secret(TEST_SECRET)
         .worker_limit(1)
         .prefetch(4)
         .ack_wait(Duration::from_secs(1))
@@ -183,6 +189,7 @@ async fn two_runs_on_one_server_never_see_each_others_jobs() {
         Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
             .nats(&url)
             .run_name(run)
+            .run_secret(TEST_SECRET)
             .worker_limit(1)
             .logging(false)
             .jobs((base..base + 400).map(|n| (n, 1)))
@@ -236,6 +243,7 @@ async fn a_worker_of_another_type_is_refused_with_a_clear_error() {
     let running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
         .nats(&url)
         .run_name(&run)
+        .run_secret(TEST_SECRET)
         .worker_limit(1)
         .logging(false)
         .jobs((0..300).map(|n| (n, 5)))
@@ -271,6 +279,7 @@ async fn malformed_messages_are_reported_and_change_nothing() {
     let running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
         .nats(&url)
         .run_name(&run)
+        .run_secret(TEST_SECRET)
         .worker_limit(2)
         .logging(false)
         .jobs((0..400).map(|n| (n, 2)))
@@ -304,6 +313,7 @@ async fn a_job_that_kills_its_workers_fails_after_its_attempts() {
     let report = Conductor::<u64, u64>::new("nats_poison")
         .nats(&url)
         .run_name(&run)
+        .run_secret(TEST_SECRET)
         .worker_limit(2)
         .prefetch(1)
         .max_attempts(2)
@@ -352,6 +362,7 @@ async fn resumable_master_entry() {
     let collected = Conductor::<u64, u64>::new("nats_logged")
         .nats(url)
         .run_name(run)
+        .run_secret(TEST_SECRET)
         .worker_limit(2)
         .worker_env("TEST_JOB_LOG", log)
         .ack_wait(Duration::from_secs(1))
@@ -522,6 +533,7 @@ async fn a_server_restarted_mid_run_loses_nothing() {
     let mut running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
         .nats(&url)
         .run_name(unique_run("restart"))
+        .run_secret(TEST_SECRET)
         .worker_limit(2)
         .ack_wait(Duration::from_secs(2))
         .logging(false)
@@ -600,6 +612,7 @@ async fn messages_lookups_stats_and_broadcasts_cross_the_transport() {
     let conductor = Conductor::<u32, String>::new("nats_talker")
         .nats(&url)
         .run_name(unique_run("talk"))
+        .run_secret(TEST_SECRET)
         .worker_limit(2)
         .prefetch(1)
         .stats_interval(Duration::from_millis(100))
@@ -658,6 +671,7 @@ async fn abort_stops_every_worker_and_keeps_the_run_for_later() {
     let mut running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
         .nats(&url)
         .run_name(&run)
+        .run_secret(TEST_SECRET)
         .worker_limit(2)
         .logging(false)
         .jobs((0..5000).map(|n| (n, 2)))
@@ -698,6 +712,7 @@ async fn a_shutdown_keeps_the_queue_and_the_same_run_name_finishes_it() {
         Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
             .nats(&url)
             .run_name(&run)
+            .run_secret(TEST_SECRET)
             .worker_limit(2)
             .handle_signals(false)
             .ack_wait(Duration::from_secs(1))
@@ -775,6 +790,7 @@ async fn a_job_larger_than_the_servers_messages_fails_alone() {
     let report = Conductor::<Vec<u8>, usize>::new("nats_len")
         .nats(&url)
         .run_name(unique_run("large"))
+        .run_secret(TEST_SECRET)
         .worker_limit(1)
         .logging(false)
         .jobs(jobs)
@@ -798,6 +814,7 @@ async fn a_failing_init_is_a_crash_loop_and_burns_no_job() {
     let error = Conductor::<u64, u64>::new("nats_never_starts")
         .nats(&url)
         .run_name(unique_run("init"))
+        .run_secret(TEST_SECRET)
         .worker_limit(1)
         .crash_loop_limit(3)
         .logging(false)
@@ -820,6 +837,7 @@ async fn a_second_master_for_a_running_run_is_refused() {
     let first = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
         .nats(&url)
         .run_name(&run)
+        .run_secret(TEST_SECRET)
         .worker_limit(1)
         .logging(false)
         .jobs((0..300).map(|n| (n, 2)))
@@ -829,6 +847,7 @@ async fn a_second_master_for_a_running_run_is_refused() {
     let error = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
         .nats(&url)
         .run_name(&run)
+        .run_secret(TEST_SECRET)
         .logging(false)
         .jobs((0..300).map(|n| (n, 2)))
         .run()
@@ -850,6 +869,7 @@ async fn local_workers_are_recycled_after_max_jobs() {
     let running = Conductor::<(u64, u64), (u64, u64)>::new("nats_square")
         .nats(&url)
         .run_name(unique_run("recycle"))
+        .run_secret(TEST_SECRET)
         .worker_limit(2)
         .prefetch(4)
         .max_jobs_per_worker(50)
@@ -898,6 +918,7 @@ async fn retries_work_through_the_run_queue() {
     let outputs: Vec<u64> = Conductor::new("nats_flaky")
         .nats(&url)
         .run_name(unique_run("retry"))
+        .run_secret(TEST_SECRET)
         .worker_limit(2)
         .logging(false)
         .worker_env("NATS_RETRY_MARKS", marks.to_string_lossy())
@@ -911,4 +932,67 @@ async fn retries_work_through_the_run_queue() {
         .unwrap();
     assert_eq!(outputs, (0..30).map(|n| n * 10).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(marks);
+}
+
+/// The quick try: the example's master makes the run's secret and prints the line that
+/// joins a worker; a worker started with that line joins and takes jobs.
+#[test]
+fn the_printed_join_line_joins_a_worker_to_the_distributed_example() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("example");
+    let mut master = Command::new(common::example_path("distributed"))
+        .args([
+            "--url",
+            &url,
+            "--run",
+            &run,
+            "--jobs",
+            "400",
+            "--job-ms",
+            "5",
+            "--workers",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("build the example with `cargo build --examples --features nats`");
+    let mut stderr = std::io::BufReader::new(master.stderr.take().unwrap());
+    let mut line = String::new();
+    use std::io::BufRead;
+    while line.is_empty() || !line.contains("CONDUCTOR_RUN_SECRET=") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no join line from the master"
+        );
+    }
+    let variables: Vec<(String, String)> = line
+        .split_whitespace()
+        .filter_map(|word| word.split_once('='))
+        .filter(|(name, _)| name.starts_with("CONDUCTOR_"))
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    assert_eq!(variables.len(), 3, "{line}");
+    let worker = Command::new(common::example_path("distributed"))
+        .envs(variables)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let worker = worker.wait_with_output().unwrap();
+    assert!(
+        worker.status.success(),
+        "{}",
+        String::from_utf8_lossy(&worker.stderr)
+    );
+    let output = master.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("accounted for: 400 of 400 jobs, each once\n"),
+        "{stdout}"
+    );
+    // The hand-joined worker (id 2: the master's own is 1) took some of them.
+    assert!(stdout.contains("worker 2: "), "{stdout}");
 }

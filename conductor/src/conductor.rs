@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::boot::registry;
 use crate::boot::{
     self,
-    env::{ENV_NATS_URL, ENV_RUN},
+    env::{ENV_NATS_URL, ENV_RUN, ENV_RUN_SECRET},
 };
 use crate::dashboard::{self, ENV_DASHBOARD};
 use crate::error::Error;
@@ -58,6 +58,7 @@ pub struct Conductor<J, O> {
     ack_wait: Duration,
     nats_auth: NatsAuth,
     dashboard: Option<String>,
+    run_secret: Option<String>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     _output: PhantomData<fn() -> O>,
@@ -111,6 +112,7 @@ where
             ack_wait: Duration::from_secs(10),
             nats_auth: NatsAuth::default(),
             dashboard: None,
+            run_secret: None,
             shared,
             commands,
             _output: PhantomData,
@@ -496,6 +498,18 @@ where
         self
     }
 
+    /// The secret of the distributed run (64 hex digits): every message of the run is
+    /// sealed with it, so that a client of the NATS server without it can neither read
+    /// the run's jobs and outputs nor change, add, replay or stop anything. Workers
+    /// the master starts get it; workers joined by hand need it in
+    /// `CONDUCTOR_RUN_SECRET`. Defaults to `CONDUCTOR_RUN_SECRET`, or else the master
+    /// makes one and prints it with the command that joins a worker (when its logging
+    /// is on). A master that resumes a run needs the secret the run started with.
+    pub fn run_secret(mut self, secret: impl Into<String>) -> Self {
+        self.run_secret = Some(secret.into());
+        self
+    }
+
     /// The name of the distributed run: workers join it by this name, two runs with
     /// different names never see each other's jobs, and a master restarted with the
     /// same name resumes the run. Defaults to `CONDUCTOR_RUN`, or else to the worker
@@ -630,6 +644,9 @@ where
                 run,
                 ack_wait: self.ack_wait,
                 auth: Box::new(self.nats_auth),
+                secret: self
+                    .run_secret
+                    .or_else(|| std::env::var(ENV_RUN_SECRET).ok().filter(|s| !s.is_empty())),
             };
         }
         let journal = match self.journal {

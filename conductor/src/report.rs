@@ -90,6 +90,7 @@ pub struct Report<J> {
     pub(crate) elapsed: Duration,
     pub(crate) workers_started: u64,
     pub(crate) worker_crashes: u64,
+    pub(crate) rejected_messages: u64,
     pub(crate) unsubmitted: Option<Jobs<J>>,
     /// Whose run: what [`Report::mark_handled`] forgets.
     pub(crate) conductor_id: String,
@@ -214,6 +215,13 @@ impl<J> Report<J> {
     /// Worker processes that crashed, were killed or exited unexpectedly.
     pub fn worker_crashes(&self) -> u64 {
         self.worker_crashes
+    }
+
+    /// Messages the master dropped because they did not carry the run's seal: forged,
+    /// played again, or sealed with another secret (distributed mode; each sender is
+    /// also logged once). Always 0 for a local run.
+    pub fn rejected_messages(&self) -> u64 {
+        self.rejected_messages
     }
 }
 

@@ -301,6 +301,8 @@ pub(crate) enum Backend {
         ack_wait: Duration,
         /// Boxed: it is large, and a local run carries none.
         auth: Box<NatsAuth>,
+        /// The run's secret, as given (64 hex digits); `None`: the master makes one.
+        secret: Option<String>,
     },
 }
 

@@ -12,6 +12,8 @@ pub const ENV_NATS_URL: &str = "CONDUCTOR_NATS_URL";
 pub const ENV_RUN: &str = "CONDUCTOR_RUN";
 /// Set to a run's name, makes this process a worker that joins that run.
 pub const ENV_JOIN: &str = "CONDUCTOR_JOIN";
+/// The secret of a distributed run: every message of the run is sealed with it.
+pub const ENV_RUN_SECRET: &str = "CONDUCTOR_RUN_SECRET";
 /// The id a master reserved for a worker process it started itself.
 pub(crate) const ENV_WORKER_ID: &str = "CONDUCTOR_WORKER_ID";
 /// The process id of the master that started this worker: the worker dies with it.

@@ -12,7 +12,8 @@ pub(crate) mod registry;
 mod test_entry;
 
 use env::{
-    ENV_CHANNEL_FD, ENV_JOIN, ENV_MASTER_PID, ENV_NATS_URL, ENV_RUN, ENV_WORKER_ID, ENV_WORKER_TYPE,
+    ENV_CHANNEL_FD, ENV_JOIN, ENV_MASTER_PID, ENV_NATS_URL, ENV_RUN, ENV_RUN_SECRET, ENV_WORKER_ID,
+    ENV_WORKER_TYPE,
 };
 pub use test_entry::silence_test_harness;
 pub use test_entry::TestEntry;
@@ -69,6 +70,7 @@ pub(crate) fn dispatch_role() {
 /// the master itself), runs it, and exits.
 fn join_run(run: &str) -> ! {
     let url = std::env::var(ENV_NATS_URL).ok();
+    let secret = std::env::var(ENV_RUN_SECRET).ok().filter(|s| !s.is_empty());
     let worker_type = std::env::var(ENV_WORKER_TYPE).ok();
     // `<id>.<token>`, set by a master for a worker it started itself.
     let worker_id = std::env::var(ENV_WORKER_ID).ok().and_then(|value| {
@@ -81,6 +83,7 @@ fn join_run(run: &str) -> ! {
         ENV_WORKER_ID,
         ENV_NATS_URL,
         ENV_RUN,
+        ENV_RUN_SECRET,
     ] {
         std::env::remove_var(name);
     }
@@ -95,7 +98,7 @@ fn join_run(run: &str) -> ! {
         );
         std::process::exit(EXIT_SETUP);
     };
-    let joined = match crate::transport::join(&url, run, worker_type, worker_id, auth) {
+    let joined = match crate::transport::join(&url, run, worker_type, worker_id, auth, secret) {
         Ok(joined) => joined,
         Err(reason) => {
             tracing::error!(target: "conductor::worker", "cannot join run `{run}`: {reason}");

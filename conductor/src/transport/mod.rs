@@ -91,6 +91,12 @@ pub(crate) trait Transport {
 
     fn results_read(&self) -> u64;
 
+    /// Messages dropped because they did not carry the run's seal (forged, replayed,
+    /// or sealed with another secret). Only carriages others can reach have any.
+    fn rejected(&self) -> u64 {
+        0
+    }
+
     /// Ends the run on the carriage. `complete` when every job is accounted for (what
     /// the run kept may go); otherwise what a resumed run needs is kept.
     fn close(&self, complete: bool) -> Pending<'_, ()>;
@@ -156,8 +162,11 @@ pub(crate) async fn open(backend: &Backend, context: Context) -> Result<Box<dyn 
             run,
             ack_wait,
             auth,
+            secret,
         } => {
-            let transport = nats::NatsTransport::start(url, run, *ack_wait, auth, context).await?;
+            let transport =
+                nats::NatsTransport::start(url, run, *ack_wait, auth, secret.as_deref(), context)
+                    .await?;
             Ok(Box::new(transport))
         }
         #[cfg(not(feature = "nats"))]
@@ -182,12 +191,13 @@ pub(crate) fn join(
     worker_type: Option<String>,
     reserved: Option<(u64, u64)>,
     auth: crate::settings::NatsAuth,
+    secret: Option<String>,
 ) -> Result<Joined, String> {
     #[cfg(feature = "nats")]
-    return nats::bridge::join(url, run, worker_type, reserved, auth);
+    return nats::bridge::join(url, run, worker_type, reserved, auth, secret);
     #[cfg(not(feature = "nats"))]
     {
-        let _ = (url, worker_type, reserved, auth);
+        let _ = (url, worker_type, reserved, auth, secret);
         let _ = run;
         Err("this program was built without conductor's `nats` feature".into())
     }

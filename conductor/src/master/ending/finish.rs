@@ -135,6 +135,7 @@ where
             elapsed: started.elapsed(),
             workers_started: self.workers.started(),
             worker_crashes: self.workers.crashes(),
+            rejected_messages: self.transport.rejected(),
             unsubmitted: source,
             conductor_id: self.shared.id.clone(),
         })

@@ -21,9 +21,11 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::Notify;
 
+use super::joins::now_ms;
+use super::seal::{frame_context, Purpose, ReplayWindow, RunKey, RunSecret, Sealer};
 use super::{
-    connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_HEARTBEAT, HEADER_JOB,
-    HEADER_MASTER, HEADER_WORKER, HEARTBEAT, RETRY, WORKERS_CONSUMER,
+    connect, header_u64, JoinReply, JoinRequest, RunNames, HEADER_JOB, HEADER_MASTER,
+    HEADER_WORKER, HEARTBEAT, RETRY, WORKERS_CONSUMER,
 };
 use crate::settings::NatsAuth;
 use crate::transport::Joined;
@@ -47,8 +49,18 @@ pub(crate) fn join(
     worker_type: Option<String>,
     worker_id: Option<(u64, u64)>,
     auth: NatsAuth,
+    secret: Option<String>,
 ) -> Result<Joined, String> {
     let names = RunNames::new(run).map_err(|e| e.to_string())?;
+    let secret = secret.ok_or_else(|| {
+        format!(
+            "joining run `{run}` needs its secret: set {} to the one its master printed",
+            crate::boot::env::ENV_RUN_SECRET
+        )
+    })?;
+    let secret =
+        RunSecret::parse(&secret).map_err(|e| format!("the secret of run `{run}`: {e}"))?;
+    let sealer = Sealer::new(RunKey::new(&secret, run));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let url = url.to_string();
     std::thread::Builder::new()
@@ -68,6 +80,7 @@ pub(crate) fn join(
                 url,
                 auth,
                 names,
+                sealer,
                 worker_type,
                 worker_id,
                 ready_tx,
@@ -85,11 +98,12 @@ async fn run_bridge(
     url: String,
     auth: NatsAuth,
     names: RunNames,
+    sealer: Sealer,
     worker_type: Option<String>,
     worker_id: Option<(u64, u64)>,
     ready: Ready,
 ) {
-    let joined = match ask_to_join(&url, &auth, &names, worker_type, worker_id).await {
+    let joined = match ask_to_join(&url, &auth, &names, &sealer, worker_type, worker_id).await {
         Ok(joined) => joined,
         Err(reason) => {
             let _ = ready.send(Err(reason));
@@ -106,6 +120,7 @@ async fn run_bridge(
         ack_wait,
         max_attempts,
         max_jobs,
+        sequence_floor,
     } = joined;
     let (ours, theirs) = match UnixStream::pair() {
         Ok(pair) => pair,
@@ -141,6 +156,8 @@ async fn run_bridge(
         window,
         max_attempts,
         pulls_left: std::sync::atomic::AtomicU64::new(max_jobs.unwrap_or(u64::MAX)),
+        sealer,
+        from_master: Mutex::new(ReplayWindow::above(sequence_floor)),
     });
     if bridge.write_frame(&config_frame).await.is_err() {
         let _ = ready.send(Err("the worker's channel closed at once".into()));
@@ -200,16 +217,26 @@ struct Accepted {
     ack_wait: Duration,
     max_attempts: u32,
     max_jobs: Option<u64>,
+    sequence_floor: u64,
 }
+
+/// How long a worker waits for a sealed answer to its join request.
+const JOIN_ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 async fn ask_to_join(
     url: &str,
     auth: &NatsAuth,
     names: &RunNames,
+    sealer: &Sealer,
     worker_type: Option<String>,
     worker_id: Option<(u64, u64)>,
 ) -> Result<Accepted, String> {
     let client = connect(url, auth).await?;
+    let nonce = format!(
+        "{:016x}{:016x}",
+        super::joins::secret(),
+        super::joins::secret()
+    );
     let request = JoinRequest {
         protocol: PROTOCOL_VERSION,
         worker_type,
@@ -217,45 +244,64 @@ async fn ask_to_join(
         registered: crate::boot::registry::describe_all(),
         host: hostname(),
         pid: std::process::id(),
+        nonce: nonce.clone(),
+        sent_at_ms: now_ms(),
     };
-    let payload: Bytes = postcard::to_allocvec(&request)
-        .map_err(|e| e.to_string())?
-        .into();
+    let plain = postcard::to_allocvec(&request).map_err(|e| e.to_string())?;
+    let payload = sealer.key.seal(Purpose::Join, "", &plain);
+    let inbox = client.new_inbox();
+    let mut answers = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| format!("cannot join run `{}`: {e}", names.run()))?;
     // A worker may start before its master: it waits for one a while.
     let deadline = tokio::time::Instant::now() + MASTER_WAIT;
-    let answer = loop {
-        let asked = tokio::time::timeout(
-            Duration::from_secs(10),
-            client.request(names.join_subject(), payload.clone()),
-        )
-        .await
-        .map_err(|_| format!("no answer from the master of run `{}`", names.run()))?;
-        match asked {
-            Ok(answer) => break answer,
-            Err(e)
-                if e.kind() == async_nats::client::RequestErrorKind::NoResponders
-                    && tokio::time::Instant::now() < deadline =>
-            {
+    let answer = 'asking: loop {
+        client
+            .publish_with_reply(names.join_subject(), inbox.clone(), payload.clone())
+            .await
+            .map_err(|e| format!("cannot join run `{}`: {e}", names.run()))?;
+        let wait_until = tokio::time::Instant::now() + JOIN_ANSWER_WAIT;
+        // Only an answer sealed for this request counts: anyone can publish to the inbox.
+        while let Ok(Some(answer)) = tokio::time::timeout_at(wait_until, answers.next()).await {
+            if answer.status.is_some() {
+                // No master listens (yet): ask again, until the deadline.
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "no master is running run `{}` on {} (waited {MASTER_WAIT:?}; check the run name)",
+                        names.run(),
+                        super::auth::redact(url)
+                    ));
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
+                continue 'asking;
             }
-            Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
-                return Err(format!(
-                    "no master is running run `{}` on {} (waited {MASTER_WAIT:?}; check the run name)",
-                    names.run(),
-                    super::auth::redact(url)
-                ))
+            let opened = sealer.key.open(Purpose::JoinReply, &nonce, &answer.payload);
+            match opened.and_then(|plain| postcard::from_bytes::<JoinReply>(&plain).ok()) {
+                Some(reply) => break 'asking reply,
+                None => sealer.rejections.note(
+                    "an answer to this worker's join",
+                    answer.subject.as_str(),
+                    "a join answer",
+                ),
             }
-            Err(e) => return Err(format!("cannot join run `{}`: {e}", names.run())),
         }
+        return Err(format!(
+            "no answer from the master of run `{}` that carries the run's seal within {JOIN_ANSWER_WAIT:?}: \
+             is {} the secret the master printed?",
+            names.run(),
+            crate::boot::env::ENV_RUN_SECRET
+        ));
     };
-    match postcard::from_bytes::<JoinReply>(&answer.payload) {
-        Ok(JoinReply::Accepted {
+    match answer {
+        JoinReply::Accepted {
             config,
             window,
             ack_wait_ms,
             max_attempts,
             max_jobs,
-        }) => Ok(Accepted {
+            sequence_floor,
+        } => Ok(Accepted {
             client,
             worker_id: config.worker_id,
             master_id: config.master_id.clone(),
@@ -265,12 +311,12 @@ async fn ask_to_join(
             ack_wait: Duration::from_millis(ack_wait_ms.max(100)),
             max_attempts,
             max_jobs,
+            sequence_floor,
         }),
-        Ok(JoinReply::Refused { reason }) => Err(format!(
+        JoinReply::Refused { reason } => Err(format!(
             "the master of run `{}` refused this worker: {reason}",
             names.run()
         )),
-        Err(e) => Err(format!("the master's answer is malformed: {e}")),
     }
 }
 
@@ -300,6 +346,10 @@ struct Bridge {
     max_attempts: u32,
     /// Jobs it may still pull before it is replaced.
     pulls_left: std::sync::atomic::AtomicU64,
+    /// Seals what it sends and opens what it gets.
+    sealer: Sealer,
+    /// The master's frames taken so far: each is taken once.
+    from_master: Mutex<ReplayWindow>,
 }
 
 impl Bridge {
@@ -308,6 +358,16 @@ impl Bridge {
         headers.insert(HEADER_WORKER, self.worker_id.to_string().as_str());
         headers.insert(HEADER_MASTER, self.master_id.as_str());
         headers
+    }
+
+    /// Sends a control frame body to the master, sealed and numbered.
+    async fn to_master(&self, body: &[u8]) {
+        let context = frame_context(&self.master_id, self.worker_id);
+        let sealed = self.sealer.seal_frame(Purpose::ToMaster, &context, body);
+        let _ = self
+            .client
+            .publish_with_headers(self.names.master_subject(), self.headers(), sealed)
+            .await;
     }
 
     /// Writes a whole frame (header included) to the worker loop.
@@ -348,10 +408,7 @@ impl Bridge {
                         }
                         _ => {}
                     }
-                    let _ = self
-                        .client
-                        .publish_with_headers(self.names.master_subject(), self.headers(), body)
-                        .await;
+                    self.to_master(&body).await;
                 }
             }
         }
@@ -359,10 +416,14 @@ impl Bridge {
 
     /// Stores a results frame until the server confirms, then acks its jobs.
     async fn store_results(&self, body: Bytes) {
+        let sealed = self
+            .sealer
+            .key
+            .seal(Purpose::Results, &self.worker_id.to_string(), &body);
         loop {
             let stored = match self
                 .jetstream
-                .publish_with_headers(self.names.results_subject(), self.headers(), body.clone())
+                .publish_with_headers(self.names.results_subject(), self.headers(), sealed.clone())
                 .await
             {
                 Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
@@ -399,9 +460,40 @@ impl Bridge {
         self: Arc<Self>,
         mut control: impl futures_util::Stream<Item = async_nats::Message> + Unpin,
     ) {
+        let all = self.names.all_subject();
         while let Some(message) = control.next().await {
-            let body = message.payload;
-            // Anyone can publish on a subject: only a valid control frame goes through.
+            // Anyone can publish on a subject: only a frame the master sealed for this
+            // worker (or all of its workers), never taken before, goes through.
+            let to = match message.subject.as_str() == all {
+                true => frame_context(&self.master_id, "all"),
+                false => frame_context(&self.master_id, self.worker_id),
+            };
+            let opened = self
+                .sealer
+                .key
+                .open_numbered(Purpose::ToWorker, &to, &message.payload);
+            let Some((sequence, body)) = opened else {
+                self.sealer.rejections.note(
+                    "the master?",
+                    message.subject.as_str(),
+                    "a control frame",
+                );
+                continue;
+            };
+            let fresh = self
+                .from_master
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(sequence);
+            if !fresh {
+                self.sealer.rejections.note(
+                    "the master?",
+                    message.subject.as_str(),
+                    "a control frame played again",
+                );
+                continue;
+            }
+            let body = Bytes::from(body);
             let decoded = match body.split_first() {
                 Some((&KIND_CONTROL, payload)) => {
                     decode_control::<ToWorker>(payload).map_err(|e| e.to_string())
@@ -492,6 +584,20 @@ impl Bridge {
                     let _ = message.ack_with(AckKind::Term).await;
                     continue;
                 };
+                // Only a job the master sealed, for this id, runs.
+                let Some(job) =
+                    self.sealer
+                        .key
+                        .open(Purpose::Job, &id.to_string(), &message.message.payload)
+                else {
+                    self.sealer.rejections.note(
+                        "a job publisher",
+                        message.subject.as_str(),
+                        "a job message",
+                    );
+                    let _ = message.ack_with(AckKind::Term).await;
+                    continue;
+                };
                 let delivered = message.info().map_or(1, |info| info.delivered);
                 if delivered > i64::from(self.max_attempts) {
                     let error = format!(
@@ -502,7 +608,7 @@ impl Bridge {
                     self.held().insert(id, message);
                     continue;
                 }
-                frame.push_job(id, &message.message.payload);
+                frame.push_job(id, &job);
                 self.held().insert(id, message);
             }
             if !exhausted.is_empty() {
@@ -566,10 +672,8 @@ impl Bridge {
                 })
                 .collect();
             for body in due {
-                let _ = self
-                    .client
-                    .publish_with_headers(self.names.master_subject(), self.headers(), body)
-                    .await;
+                // Sealed anew: the master takes each number once.
+                self.to_master(&body).await;
             }
         }
     }
@@ -597,13 +701,9 @@ impl Bridge {
     }
 
     async fn heartbeat(self: Arc<Self>) {
+        let frame = control_frame(&ToMaster::Heartbeat);
         loop {
-            let mut headers = self.headers();
-            headers.insert(HEADER_HEARTBEAT, "1");
-            let _ = self
-                .client
-                .publish_with_headers(self.names.master_subject(), headers, Bytes::new())
-                .await;
+            self.to_master(&frame[4..]).await;
             tokio::time::sleep(HEARTBEAT).await;
         }
     }

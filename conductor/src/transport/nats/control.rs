@@ -1,6 +1,7 @@
 //! Control frames from the workers of this master (stats, messages, lookups, replies,
 //! crashes, goodbyes, heartbeats), routed like a local worker's frames.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_nats::Client;
@@ -8,7 +9,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::link::NatsLink;
-use super::{header_u64, RunNames, HEADER_HEARTBEAT, HEADER_MASTER, HEADER_WORKER};
+use super::seal::{frame_context, Purpose, ReplayWindow, Sealer};
+use super::{header_u64, RunNames, HEADER_MASTER, HEADER_WORKER};
 use crate::handle::Shared;
 use crate::transport::route::route_frame;
 use crate::transport::worker_event::{FromWorker, WorkerEvent};
@@ -22,7 +24,10 @@ pub(super) async fn read_control(
     master_id: String,
     shared: Arc<Shared>,
     to_master: mpsc::UnboundedSender<FromWorker>,
+    sealer: Arc<Sealer>,
 ) {
+    // Each worker's frames are numbered: a number is taken once.
+    let mut windows: HashMap<u64, ReplayWindow> = HashMap::new();
     while let Some(message) = control.next().await {
         let ours = message
             .headers
@@ -33,32 +38,45 @@ pub(super) async fn read_control(
             // A worker of an earlier master of the run, or a stray message.
             continue;
         }
+        let subject = message.subject.as_str();
         let Some(worker_id) = header_u64(&message, HEADER_WORKER) else {
-            tracing::warn!(
-                subject = %message.subject,
-                "a message without a valid {HEADER_WORKER} header was ignored"
-            );
+            sealer
+                .rejections
+                .note("unknown", subject, "no valid worker header");
             continue;
         };
+        let context = frame_context(&master_id, worker_id);
+        let opened = sealer
+            .key
+            .open_numbered(Purpose::ToMaster, &context, &message.payload);
+        let Some((sequence, body)) = opened else {
+            let sender = format!("worker {worker_id}");
+            sealer.rejections.note(&sender, subject, "a control frame");
+            continue;
+        };
+        if !windows.entry(worker_id).or_default().take(sequence) {
+            let sender = format!("worker {worker_id}");
+            sealer
+                .rejections
+                .note(&sender, subject, "a control frame played again");
+            continue;
+        }
         let send = |event| {
             let _ = to_master.send(FromWorker { worker_id, event });
         };
-        let heartbeat = message
-            .headers
-            .as_ref()
-            .is_some_and(|h| h.get(HEADER_HEARTBEAT).is_some());
-        if heartbeat {
-            send(WorkerEvent::Heartbeat);
-            continue;
-        }
         let link = shared
             .lock_links()
             .get(&worker_id)
             .cloned()
             .unwrap_or_else(|| {
-                NatsLink::start(client.clone(), names.worker_subject(&master_id, worker_id))
+                NatsLink::start(
+                    client.clone(),
+                    names.worker_subject(&master_id, worker_id),
+                    sealer.clone(),
+                    context,
+                )
             });
-        if let Err(reason) = route_frame(worker_id, message.payload, &shared, &link, &send) {
+        if let Err(reason) = route_frame(worker_id, body.into(), &shared, &link, &send) {
             tracing::warn!(
                 worker_id,
                 "a malformed message from a worker was ignored: {reason}"

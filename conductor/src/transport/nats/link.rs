@@ -8,21 +8,29 @@ use async_nats::Client;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::seal::{Purpose, Sealer};
 use crate::transport::link::{Closed, FrameSink, WorkerLink};
 
-/// Frames for one worker, published in order on its subject.
+/// Frames for one worker, sealed and published in order on its subject.
 pub(crate) struct NatsLink {
     frames: mpsc::UnboundedSender<Bytes>,
     closed: AtomicBool,
 }
 
 impl NatsLink {
-    pub fn start(client: Client, subject: String) -> WorkerLink {
+    /// Frames for the worker at `subject`, sealed in `context` (its master and id).
+    pub fn start(
+        client: Client,
+        subject: String,
+        sealer: Arc<Sealer>,
+        context: String,
+    ) -> WorkerLink {
         let (frames, mut rx) = mpsc::unbounded_channel::<Bytes>();
         tokio::spawn(async move {
             while let Some(body) = rx.recv().await {
+                let sealed = sealer.seal_frame(Purpose::ToWorker, &context, &body);
                 // While the server is away the client holds what is published.
-                if let Err(e) = client.publish(subject.clone(), body).await {
+                if let Err(e) = client.publish(subject.clone(), sealed).await {
                     tracing::warn!(%subject, "a frame for a worker was lost: {e}");
                 }
             }

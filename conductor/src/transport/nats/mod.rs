@@ -21,6 +21,8 @@
 //! - [`queue`]: the master's side, the [`NatsTransport`]: the run's streams and its
 //!   tasks: the job [`publish`]er, the [`results`] reader, the [`control`] frames of
 //!   its workers, [`joins`], and the run's [`owner`]ship;
+//! - [`seal`]: every message sealed with the run's secret, so that only the run's
+//!   own processes can read, make or replay them;
 //! - [`link`]: the master's frames for one worker, on that worker's subject;
 //! - [`bridge`]: the worker's side, between the run's streams and the ordinary worker
 //!   loop.
@@ -36,6 +38,7 @@ mod owner;
 mod publish;
 mod queue;
 mod results;
+pub(crate) mod seal;
 
 pub(crate) use queue::NatsTransport;
 
@@ -54,8 +57,6 @@ pub(crate) const HEADER_WORKER: &str = "Conductor-Worker";
 /// Header naming the master a worker joined: a master hears only its own workers'
 /// control frames (workers of an earlier master of the run may still be about).
 pub(crate) const HEADER_MASTER: &str = "Conductor-Master";
-/// Header marking a worker's keep-alive.
-pub(crate) const HEADER_HEARTBEAT: &str = "Conductor-Heartbeat";
 
 /// How long a client waits after a failed publish, pull or subscription before it
 /// tries again.
@@ -150,6 +151,11 @@ pub(crate) struct JoinRequest {
     pub registered: Vec<(String, String, String)>,
     pub host: String,
     pub pid: u32,
+    /// Random, hex: the master's answer is sealed for it, so it answers this request
+    /// and no other.
+    pub nonce: String,
+    /// When it was sent (ms since the epoch): an old request played again is refused.
+    pub sent_at_ms: u64,
 }
 
 /// The master's answer to a join.
@@ -164,6 +170,8 @@ pub(crate) enum JoinReply {
         /// The most jobs it takes before it is replaced (`max_jobs_per_worker`), for
         /// a worker the master started itself.
         max_jobs: Option<u64>,
+        /// The master's last sequence number: the worker takes only later frames.
+        sequence_floor: u64,
     },
     Refused {
         reason: String,

@@ -1,11 +1,12 @@
 //! The master's job publisher: each job of each jobs frame becomes a message of the
-//! run's work-queue stream, stored once even when a publish is retried.
+//! run's work-queue stream, sealed, and stored once even when a publish is retried.
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::seal::{Purpose, Sealer};
 use super::{HEADER_JOB, RETRY};
 use crate::wire::JobQueue;
 
@@ -16,6 +17,7 @@ pub(super) async fn publish_jobs(
     jetstream: jetstream::Context,
     subject: String,
     mut frames: mpsc::UnboundedReceiver<(Bytes, Vec<(u64, u32)>)>,
+    sealer: std::sync::Arc<Sealer>,
 ) {
     while let Some((mut frame, retried)) = frames.recv().await {
         // Length and kind.
@@ -29,7 +31,9 @@ pub(super) async fn publish_jobs(
                 Some((_, before)) => format!("{id}.{before}"),
                 None => id.to_string(),
             };
-            jobs.push((id, message_id, Bytes::copy_from_slice(payload)));
+            // Sealed for its id: it opens as this job only, and for the run's own.
+            let sealed = sealer.key.seal(Purpose::Job, &id.to_string(), payload);
+            jobs.push((id, message_id, sealed));
         }
         let mut waiting = Vec::with_capacity(jobs.len());
         for (id, message_id, payload) in &jobs {

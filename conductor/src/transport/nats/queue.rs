@@ -19,8 +19,11 @@ use super::link::NatsLink;
 use super::owner::{claim_run, hold_run};
 use super::publish::publish_jobs;
 use super::results::read_results;
+use super::seal::{frame_context, Purpose, RunKey, RunSecret, Sealer};
 use super::{connect, RunNames, WORKERS_CONSUMER};
-use crate::boot::env::{nats_auth_env, nats_auth_with_env, ENV_JOIN, ENV_NATS_URL, ENV_WORKER_ID};
+use crate::boot::env::{
+    nats_auth_env, nats_auth_with_env, ENV_JOIN, ENV_NATS_URL, ENV_RUN_SECRET, ENV_WORKER_ID,
+};
 use crate::error::{Error, Kind};
 use crate::settings::NatsAuth;
 use crate::transport::link::WorkerLink;
@@ -50,6 +53,9 @@ pub(crate) struct NatsTransport {
     master_id: String,
     /// Makes the join tokens of local workers unguessable from outside.
     secret: u64,
+    /// The run's secret, for the workers it starts, and what seals its messages.
+    run_secret: RunSecret,
+    sealer: Arc<Sealer>,
     context: Context,
 }
 
@@ -60,9 +66,17 @@ impl NatsTransport {
         run: &str,
         ack_wait: Duration,
         auth: &NatsAuth,
+        given_secret: Option<&str>,
         context: Context,
     ) -> Result<NatsTransport, Error> {
         let names = RunNames::new(run)?;
+        let given = given_secret.is_some();
+        let run_secret = match given_secret {
+            Some(secret) => RunSecret::parse(secret)
+                .map_err(|e| Error::usage(format!("the secret of run `{run}`: {e}")))?,
+            None => RunSecret::generate().map_err(Error::transport)?,
+        };
+        let sealer = Arc::new(Sealer::new(RunKey::new(&run_secret, run)));
         // The workers it starts get the same credentials, and the address without them.
         let (url, auth) = split_url(url, &nats_auth_with_env(auth));
         let client = connect(&url, &auth).await.map_err(Error::transport)?;
@@ -75,19 +89,33 @@ impl NatsTransport {
             ))
         };
         // One master per run: two would both hand out and settle its jobs.
-        let owner = claim_run(&client, &names)
+        let owner = claim_run(&client, &names, &sealer)
             .await
             .map_err(|e| fail("take the run", &e))?;
+        // The stream keeps a check of the run's key: a master given another secret
+        // could read nothing the run stored, and says so instead.
+        let key_check = format!("conductor run, key check {}", sealer.key.check());
         let jobs = jetstream
             .get_or_create_stream(stream::Config {
                 name: names.jobs_stream(),
                 subjects: vec![names.jobs_subject()],
                 retention: stream::RetentionPolicy::WorkQueue,
                 storage: stream::StorageType::File,
+                description: Some(key_check.clone()),
                 ..Default::default()
             })
             .await
             .map_err(|e| fail("create the jobs stream", &e))?;
+        if jobs.cached_info().config.description.as_deref() != Some(key_check.as_str()) {
+            let hint = match given {
+                true => "the secret given is not the one it started with",
+                false => {
+                    "it started with a secret of its own: give this master the same one \
+                          (CONDUCTOR_RUN_SECRET or Conductor::run_secret)"
+                }
+            };
+            return Err(fail("resume the run", &hint));
+        }
         let consumer = jobs
             .get_or_create_consumer(
                 WORKERS_CONSUMER,
@@ -122,6 +150,21 @@ impl NatsTransport {
 
         let master_id = context.shared.id.clone();
         let secret = secret();
+        if !given && !crate::boot::in_test_binary() {
+            // The operator needs the secret to join workers from elsewhere, whatever
+            // the logging (a test gives its runs their secret).
+            let line = format!(
+                "conductor: workers join run `{}` with CONDUCTOR_NATS_URL={} CONDUCTOR_JOIN={} {ENV_RUN_SECRET}={}",
+                names.run(),
+                redact(&url),
+                names.run(),
+                run_secret.to_hex()
+            );
+            crate::progress::above_bars(|| {
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "{line}");
+            });
+        }
         let (publish, jobs_rx) = mpsc::unbounded_channel();
         let results_read = Arc::new(AtomicU64::new(0));
         let control = client
@@ -137,6 +180,7 @@ impl NatsTransport {
                 jetstream.clone(),
                 names.jobs_subject(),
                 jobs_rx,
+                sealer.clone(),
             )),
             tokio::spawn(read_results(
                 jetstream.clone(),
@@ -144,6 +188,7 @@ impl NatsTransport {
                 stored_results,
                 results_read.clone(),
                 context.inbox.clone(),
+                sealer.clone(),
             )),
             tokio::spawn(read_control(
                 control,
@@ -152,6 +197,7 @@ impl NatsTransport {
                 master_id.clone(),
                 context.shared.clone(),
                 context.inbox.clone(),
+                sealer.clone(),
             )),
             tokio::spawn(answer_joins(
                 joins,
@@ -163,13 +209,16 @@ impl NatsTransport {
                     ack_wait_ms: ack_wait.as_millis() as u64,
                     max_attempts: context.max_attempts,
                 },
+                sealer.clone(),
             )),
-            tokio::spawn(hold_run(owner, client.clone())),
+            tokio::spawn(hold_run(owner, client.clone(), sealer.clone())),
         ];
         Ok(NatsTransport {
             names,
             master_id,
             secret,
+            run_secret,
+            sealer,
             url,
             auth,
             client,
@@ -190,6 +239,7 @@ impl NatsTransport {
         let mut env = spec.env;
         env.extend(nats_auth_env(&self.auth));
         env.extend([
+            (ENV_RUN_SECRET.to_string(), self.run_secret.to_hex()),
             (ENV_NATS_URL.to_string(), self.url.clone()),
             (ENV_JOIN.to_string(), self.names.run().to_string()),
             (
@@ -222,6 +272,8 @@ impl NatsTransport {
         NatsLink::start(
             self.client.clone(),
             self.names.worker_subject(&self.master_id, worker_id),
+            self.sealer.clone(),
+            frame_context(&self.master_id, worker_id),
         )
     }
 
@@ -262,10 +314,11 @@ impl NatsTransport {
     /// the run is over.
     async fn end_run(&self) {
         let stop = crate::wire::control_frame(&crate::wire::ToWorker::Stop);
-        let _ = self
-            .client
-            .publish(self.names.all_subject(), stop.slice(4..))
-            .await;
+        let context = frame_context(&self.master_id, "all");
+        let sealed = self
+            .sealer
+            .seal_frame(Purpose::ToWorker, &context, &stop[4..]);
+        let _ = self.client.publish(self.names.all_subject(), sealed).await;
     }
 
     /// The sequence of the last results message stored now, if the server says.
@@ -328,6 +381,10 @@ impl Transport for NatsTransport {
 
     fn results_read(&self) -> u64 {
         self.results_read.load(Ordering::SeqCst)
+    }
+
+    fn rejected(&self) -> u64 {
+        self.sealer.rejections.count()
     }
 
     fn close(&self, complete: bool) -> Pending<'_, ()> {

@@ -9,6 +9,7 @@ use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use super::seal::{Purpose, Sealer};
 use super::{header_u64, HEADER_WORKER, RETRY};
 use crate::transport::worker_event::{FromWorker, WorkerEvent};
 
@@ -21,6 +22,7 @@ pub(super) async fn read_results(
     stored: u64,
     read: Arc<AtomicU64>,
     to_master: mpsc::UnboundedSender<FromWorker>,
+    sealer: Arc<Sealer>,
 ) {
     let mut next_sequence = 1;
     let mut caught_up = stored == 0;
@@ -64,7 +66,7 @@ pub(super) async fn read_results(
                 next_sequence = info.stream_sequence + 1;
                 catching_up = !caught_up && info.pending == 0;
             }
-            if let Some(event) = results_event(&message.message) {
+            if let Some(event) = results_event(&message.message, &sealer) {
                 let _ = to_master.send(event);
             }
             read.store(next_sequence - 1, Ordering::SeqCst);
@@ -80,21 +82,34 @@ pub(super) async fn read_results(
     }
 }
 
-/// The worker event for one message of the results stream; `None` (and a warning)
-/// for a message that is not a results frame from a worker.
-fn results_event(message: &async_nats::Message) -> Option<FromWorker> {
+/// The worker event for one message of the results stream; `None` (counted and
+/// logged) for a message that is not a results frame sealed by a worker of the run.
+fn results_event(message: &async_nats::Message, sealer: &Sealer) -> Option<FromWorker> {
+    let subject = message.subject.as_str();
     let Some(worker_id) = header_u64(message, HEADER_WORKER) else {
-        tracing::warn!("a results message without a valid {HEADER_WORKER} header was ignored");
+        sealer
+            .rejections
+            .note("unknown", subject, "no valid worker header");
         return None;
     };
-    let mut body = message.payload.clone();
+    // Sealed for the worker its header names: a header changed does not open.
+    let Some(body) = sealer
+        .key
+        .open(Purpose::Results, &worker_id.to_string(), &message.payload)
+    else {
+        let sender = format!("worker {worker_id}");
+        sealer
+            .rejections
+            .note(&sender, subject, "a results message");
+        return None;
+    };
     if body.first() != Some(&crate::wire::KIND_RESULTS) {
         tracing::warn!(worker_id, "a malformed results message was ignored");
         return None;
     }
     Some(FromWorker {
         worker_id,
-        event: WorkerEvent::Results(body.split_off(1)),
+        event: WorkerEvent::Results(bytes::Bytes::from(body).split_off(1)),
     })
 }
 
