@@ -22,6 +22,7 @@ CASES = {
     "W1: 100k trivial jobs": ["--jobs", "100000", "--workers", "2"],
     "1M trivial jobs": ["--jobs", "1000000", "--workers", "2"],
     "prefetch(1), 20k jobs": ["--jobs", "20000", "--workers", "2", "--prefetch", "1"],
+    "NATS, 20k trivial jobs": ["--jobs", "20000", "--workers", "2", "--nats", "nats://127.0.0.1:4222"],
 }
 
 
@@ -40,18 +41,20 @@ def main():
     parser.add_argument("before")
     parser.add_argument("after")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--only", help="run only the cases whose name contains this")
     args = parser.parse_args()
+    cases = {k: v for k, v in CASES.items() if not args.only or args.only in k}
     binaries = {"before": args.before, "after": args.after}
-    results = {case: {name: [] for name in binaries} for case in CASES}
+    results = {case: {name: [] for name in binaries} for case in cases}
     for round_ in range(args.rounds):
-        for case, case_args in CASES.items():
+        for case, case_args in cases.items():
             order = list(binaries) if round_ % 2 == 0 else list(reversed(binaries))
             for name in order:
                 results[case][name].append(run(binaries[name], case_args))
     print(f"{args.rounds} rounds, medians; ratio = median over rounds of after/before")
     print("| case | before in-process | after in-process | ratio | before whole | after whole | ratio |")
     print("|---|---|---|---|---|---|---|")
-    for case in CASES:
+    for case in cases:
         before, after = results[case]["before"], results[case]["after"]
         cells = []
         for k in (0, 1):
