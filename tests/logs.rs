@@ -210,3 +210,65 @@ async fn over_nats_job_code_logs_reach_the_master_too() {
         assert!(resized.span.contains_key("worker"), "{resized:?}");
     }
 }
+
+/// A subscriber set for the caller's thread only still hears the run.
+#[tokio::test]
+async fn a_subscriber_set_for_the_callers_thread_hears_the_run() {
+    let scoped: &'static Capture = Box::leak(Box::default());
+    let _guard = tracing::subscriber::set_default(scoped);
+    let outputs = Conductor::of::<logs_chatty>()
+        .worker_limit(1)
+        .logging(false)
+        .jobs(20..22u64)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(outputs, [20, 21]);
+    let events = scoped.events.lock().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.fields.get("message") == Some(&"resized image 21".to_string())),
+        "{events:#?}"
+    );
+}
+
+/// Warns in every job: what a master without any subscriber must still show.
+#[conductor::worker]
+fn logs_warning(job: u64) -> anyhow::Result<u64> {
+    tracing::warn!("disk almost full while writing part {job}");
+    tracing::info!("an info line nobody asked for");
+    Ok(job)
+}
+
+/// Run as a program of its own by the test below: a master with no subscriber.
+#[tokio::test]
+async fn master_without_subscriber_entry() {
+    if std::env::var_os("CONDUCTOR_TEST_NO_SUBSCRIBER").is_none() {
+        return;
+    }
+    let outputs = Conductor::of::<logs_warning>()
+        .worker_limit(1)
+        .logging(false)
+        .jobs(0..3u64)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(outputs, [0, 1, 2]);
+}
+
+#[test]
+fn without_a_subscriber_workers_warnings_still_reach_stderr() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["master_without_subscriber_entry", "--exact", "--nocapture"])
+        .env("CONDUCTOR_TEST_NO_SUBSCRIBER", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for job in 0..3 {
+        let line = format!("WARN worker 1: logs: disk almost full while writing part {job}");
+        assert!(stderr.contains(&line), "{stderr}");
+    }
+    assert!(!stderr.contains("an info line"), "{stderr}");
+}

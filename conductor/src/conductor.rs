@@ -658,11 +658,13 @@ where
             }
             None => None,
         };
-        let dashboard = self
-            .dashboard
-            .or_else(|| std::env::var(ENV_DASHBOARD).ok().filter(|a| !a.is_empty()))
-            .map(|address| dashboard::bind(&address, &self.shared))
-            .transpose()?;
+        let dashboard = match self.dashboard {
+            Some(address) => Some(dashboard::bind(&address, &self.shared)?),
+            None => std::env::var(ENV_DASHBOARD)
+                .ok()
+                .filter(|a| !a.is_empty())
+                .and_then(|address| dashboard::bind_for_env(&address, &self.shared)),
+        };
         Ok(RunInput {
             settings,
             shared: self.shared,

@@ -47,6 +47,24 @@ pub(crate) struct RunCounts {
     pub workers: u64,
 }
 
+/// The middle of a duration bucket (`wire::duration_bucket`), in seconds; `None` for a
+/// bucket no duration falls in.
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+fn bucket_seconds(bucket: u16) -> Option<f64> {
+    use crate::wire::{DURATION_BUCKETS, EXACT_NANOS};
+    let bucket = bucket as u64;
+    if bucket as usize >= DURATION_BUCKETS {
+        return None;
+    }
+    if bucket < EXACT_NANOS {
+        return Some(bucket as f64 / 1e9);
+    }
+    let (power, eighth) = (bucket / 8 + 2, bucket % 8);
+    let width = 1u64 << (power - 3);
+    let low = (8 + eighth) << (power - 3);
+    Some((low as f64 + width as f64 / 2.0) / 1e9)
+}
+
 /// Whether workers should time their jobs: only when the figures go somewhere.
 pub(crate) fn wanted() -> bool {
     cfg!(feature = "metrics")
@@ -56,9 +74,10 @@ pub(crate) fn wanted() -> bool {
 mod on {
     use metrics::{counter, gauge, histogram, Unit};
 
+    use super::bucket_seconds;
     use super::RunCounts;
     use crate::stats::{StatsReport, JOBS_DONE, JOBS_FAILED};
-    use crate::wire::{bucket_seconds, StatsRoll};
+    use crate::wire::StatsRoll;
 
     const COUNTERS: [&str; 5] = [
         "conductor_jobs_submitted_total",
@@ -148,8 +167,20 @@ mod on {
                 "conductor_job_duration_seconds",
                 "conductor" => self.conductor.clone()
             );
+            // No more timed jobs than the roll counts (done and failed alike).
+            let jobs: i64 = roll
+                .diff
+                .iter()
+                .filter(|(name, _)| name == JOBS_DONE || name == JOBS_FAILED)
+                .map(|(_, n)| *n)
+                .sum();
+            let mut left = jobs.max(0) as u64;
             for (bucket, count) in &roll.durations {
-                durations.record_many(bucket_seconds(*bucket), *count as usize);
+                let (Some(seconds), count) = (bucket_seconds(*bucket), (*count).min(left)) else {
+                    continue;
+                };
+                left -= count;
+                durations.record_many(seconds, count as usize);
             }
         }
 
@@ -233,5 +264,45 @@ mod off {
         pub fn publish(&mut self, _now: RunCounts) {}
         pub fn worker_roll(&mut self, _worker: u64, _roll: &StatsRoll) {}
         pub fn report(&mut self, _report: &StatsReport) {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket_seconds;
+    use crate::wire::{duration_bucket, DURATION_BUCKETS};
+    use std::time::Duration;
+
+    #[test]
+    fn a_duration_buckets_middle_is_close_to_every_duration_in_it() {
+        for nanos in [
+            0u64,
+            1,
+            7,
+            8,
+            9,
+            15,
+            16,
+            1000,
+            123_456,
+            999_999_999,
+            3_600_000_000_000,
+            u64::MAX,
+        ] {
+            let bucket = duration_bucket(Duration::from_nanos(nanos));
+            assert!((bucket as usize) < DURATION_BUCKETS, "{nanos}: {bucket}");
+            let middle = bucket_seconds(bucket).unwrap() * 1e9;
+            let error = (middle - nanos as f64).abs() / (nanos as f64).max(1.0);
+            assert!(
+                error <= 1.0 / 16.0 + 1e-9,
+                "{nanos} ns: bucket {bucket}, middle {middle}"
+            );
+        }
+        assert_eq!(bucket_seconds(DURATION_BUCKETS as u16), None);
+        assert_eq!(
+            bucket_seconds(u16::MAX),
+            None,
+            "a forged bucket is no duration"
+        );
     }
 }

@@ -35,6 +35,26 @@ pub(crate) fn bind(address: &str, shared: &Shared) -> Result<Binding, Error> {
     Ok(Binding(bound))
 }
 
+/// Binds the dashboard that `CONDUCTOR_DASHBOARD` asks for. The variable reaches
+/// every conductor of the program (and programs it starts): a second one that finds
+/// the port taken serves on a free port instead, and one that cannot serve at all
+/// says why and runs without.
+pub(crate) fn bind_for_env(address: &str, shared: &Shared) -> Option<Binding> {
+    let bound = bind(address, shared).or_else(|first| {
+        let host = address
+            .rsplit_once(':')
+            .map_or("127.0.0.1", |(host, _)| host);
+        bind(&format!("{host}:0"), shared).map_err(|_| first)
+    });
+    match bound {
+        Ok(binding) => Some(binding),
+        Err(e) => {
+            tracing::warn!("{e}; the run goes on without its dashboard");
+            None
+        }
+    }
+}
+
 /// Where the run loop's snapshots go.
 pub(crate) struct Board {
     server: Option<Arc<server::State>>,

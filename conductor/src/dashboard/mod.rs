@@ -24,12 +24,12 @@ mod board;
 #[cfg(feature = "dashboard")]
 mod server;
 #[cfg(feature = "dashboard")]
-pub(crate) use board::{bind, Binding, Board};
+pub(crate) use board::{bind, bind_for_env, Binding, Board};
 
 #[cfg(not(feature = "dashboard"))]
 mod off;
 #[cfg(not(feature = "dashboard"))]
-pub(crate) use off::{bind, Binding, Board};
+pub(crate) use off::{bind, bind_for_env, Binding, Board};
 
 pub(crate) use snapshot::Snapshot;
 

@@ -17,6 +17,16 @@ pub(crate) fn bind(_address: &str, _shared: &Shared) -> Result<Binding, Error> {
     ))
 }
 
+/// `CONDUCTOR_DASHBOARD` in a program built without the feature: said, and ignored,
+/// so that the variable never breaks a program that cannot serve a dashboard.
+pub(crate) fn bind_for_env(address: &str, _shared: &Shared) -> Option<Binding> {
+    tracing::warn!(
+        "CONDUCTOR_DASHBOARD={address} is ignored: this program is built without \
+         conductor's `dashboard` feature"
+    );
+    None
+}
+
 /// Without a dashboard: no snapshot is ever due.
 pub(crate) struct Board;
 

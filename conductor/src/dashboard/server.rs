@@ -35,6 +35,9 @@ const MAX_HEAD_BYTES: usize = 8 << 10;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait for their turn.
 const MAX_CONNECTIONS: usize = 32;
+/// How long writing an answer or an event may take: a page that stops reading is
+/// dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Points of the throughput history kept for a page that opens mid-run: one a second.
 const HISTORY_POINTS: usize = 3600;
 
@@ -214,8 +217,11 @@ async fn accept(listener: TcpListener, state: Weak<State>) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let Ok(turn) = turns.clone().acquire_owned().await else {
-            return;
+        // When every slot is taken, a newcomer is turned away at once: waiting with
+        // its socket open would let idle clients pile up.
+        let Ok(turn) = turns.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
         };
         let Some(state) = state.upgrade() else {
             return;
@@ -245,11 +251,12 @@ impl Request {
 
     /// The token, from `Authorization: Bearer` or, where `from_query`, `?token=`.
     fn token(&self, from_query: bool) -> Option<&str> {
-        if let Some(bearer) = self
-            .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-        {
-            return Some(bearer.trim());
+        let bearer = self.header("authorization").and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        if bearer.is_some() {
+            return bearer;
         }
         if !from_query {
             return None;
@@ -399,9 +406,15 @@ async fn respond(
         "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{COMMON_HEADERS}Connection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    // A client that does not read its answer does not keep its slot.
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 /// The event stream: the history first, then each snapshot, until the run ends or the
@@ -428,9 +441,10 @@ async fn events(mut stream: TcpStream, state: &State) -> std::io::Result<()> {
     loop {
         let published = latest.borrow_and_update().clone();
         if published.version > 0 {
-            stream
-                .write_all(format!("data: {}\n\n", published.json).as_bytes())
-                .await?;
+            let event = format!("data: {}\n\n", published.json);
+            tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(event.as_bytes()))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))?;
         }
         sent.store(published.version, Ordering::Relaxed);
         if published.ended || latest.changed().await.is_err() {

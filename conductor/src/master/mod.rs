@@ -61,7 +61,7 @@ mod settle;
 mod snapshot;
 mod stats_round;
 mod thread;
-mod worker_logs;
+pub(in crate::master) mod worker_logs;
 mod workers;
 
 use std::sync::atomic::Ordering;

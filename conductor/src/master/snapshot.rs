@@ -14,6 +14,8 @@ use crate::stats::{JOBS_DONE, JOBS_FAILED};
 
 /// How many of the latest failures the page lists.
 const FAILURES_SHOWN: usize = 20;
+/// How much of an error the page shows.
+const ERROR_SHOWN_BYTES: usize = 2048;
 
 impl<J, O> Master<J, O>
 where
@@ -75,12 +77,12 @@ where
             .map(|f| FailureView {
                 job: f.id,
                 kind: f.kind.to_string(),
-                error: f.error.clone(),
+                error: shortened(&f.error),
                 attempts: f.attempts,
                 history: f
                     .history
                     .iter()
-                    .map(|a| format!("{}: {}", a.kind, a.error))
+                    .map(|a| shortened(&format!("{}: {}", a.kind, a.error)))
                     .collect(),
             })
             .collect();
@@ -122,4 +124,16 @@ where
 /// The counters every worker keeps by itself: the page shows their figures already.
 fn is_automatic(counter: &str) -> bool {
     counter == JOBS_DONE || counter == JOBS_FAILED
+}
+
+/// `error`, cut to [`ERROR_SHOWN_BYTES`] on a character boundary.
+fn shortened(error: &str) -> String {
+    if error.len() <= ERROR_SHOWN_BYTES {
+        return error.to_string();
+    }
+    let mut cut = ERROR_SHOWN_BYTES;
+    while !error.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &error[..cut])
 }

@@ -64,9 +64,13 @@ impl<J: Send + 'static> RunThread<J> {
                 let e = crate::limits::explain(&e);
                 Error::usage(format!("conductor cannot build its runtime: {e}"))
             })?;
+        // The caller's subscriber, even one set for its thread or scope only, hears the
+        // run: its own events and its workers'.
+        let subscriber = tracing::dispatcher::get_default(|d| d.clone());
         let thread = std::thread::Builder::new()
             .name("conductor-master".into())
             .spawn(move || {
+                let _subscriber = tracing::dispatcher::set_default(&subscriber);
                 let conductor_id = input.shared.id.clone();
                 let processing = input.shared.clone();
                 let run = Master::<J, O>::run(input);

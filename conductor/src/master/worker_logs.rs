@@ -9,8 +9,11 @@
 //!
 //! `tracing` wants every event's metadata to live forever, and a worker's events come
 //! from its own binary's call sites: each distinct one is made once, kept, and
-//! registered like a macro's. Their number is bounded, so a worker (or a forger on a
-//! shared server) that sends endless new ones cannot grow the master without end.
+//! registered like a macro's. Their number and size are bounded, so a worker that
+//! sends endless new ones cannot grow the master without end.
+//!
+//! A master without any subscriber still shows its workers' warnings and errors, on
+//! stderr above the bar, as their `eprintln!` once did.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -32,6 +35,10 @@ const MAX_CALLSITES: usize = 4096;
 const EXTRA_FIELDS: [&str; 4] = ["worker", "job", "attempt", "spans"];
 /// The target of replayed events whose own call site could not be kept.
 const GENERIC_TARGET: &str = "conductor::worker";
+/// A call site's target, file or module longer than this is not kept as such.
+const MAX_NAME_BYTES: usize = 256;
+/// A call site with more fields than this is not kept as such.
+const MAX_FIELDS: usize = 32;
 
 /// The span of what each worker is doing, for the events it sends.
 #[derive(Default)]
@@ -56,6 +63,9 @@ impl WorkerLogs {
         let Some(level) = level_of_number(record.level) else {
             return;
         };
+        if no_subscriber() {
+            return show_on_stderr(worker, level, &record);
+        }
         // A job run again on the same worker is a new attempt: a span of its own.
         let attempt = record.job.and_then(attempt_of);
         let current = match self.current.get(&worker) {
@@ -86,6 +96,26 @@ impl WorkerLogs {
     pub fn forget(&mut self, worker: u64) {
         self.current.remove(&worker);
     }
+}
+
+/// Whether the program has installed no `tracing` subscriber (here, or for all).
+pub(in crate::master) fn no_subscriber() -> bool {
+    tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>())
+}
+
+/// A warning or error of a worker, for a program without a subscriber.
+fn show_on_stderr(worker: u64, level: Level, record: &LogRecord) {
+    if level > Level::WARN {
+        return;
+    }
+    let line = match generic(record.clone()).fields.first() {
+        Some((_, LogValue::Shown(text))) => format!("{level} worker {worker}: {text}"),
+        _ => return,
+    };
+    crate::progress::above_bars(|| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "{line}");
+    });
 }
 
 /// Hands `record` to the subscriber as an event of its own call site.
@@ -256,7 +286,18 @@ fn callsite(level: Level, record: &LogRecord) -> Option<&'static WorkerCallsite>
     if let Some(callsite) = callsites.get(&key) {
         return Some(callsite);
     }
-    if callsites.len() >= MAX_CALLSITES && key.target != GENERIC_TARGET {
+    let generic = key.target == GENERIC_TARGET && key.file.is_none() && key.fields == ["message"];
+    let oversized = key.fields.len() > MAX_FIELDS
+        || [
+            Some(&key.target),
+            key.file.as_ref(),
+            key.module_path.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(&key.fields)
+        .any(|name| name.len() > MAX_NAME_BYTES);
+    if !generic && (oversized || callsites.len() >= MAX_CALLSITES) {
         return None;
     }
     let callsite = make_callsite(level, &key);

@@ -185,7 +185,7 @@ pub struct StatsRoll {
 }
 
 /// Below this many nanoseconds, a duration is its own bucket.
-const EXACT_NANOS: u64 = 8;
+pub(crate) const EXACT_NANOS: u64 = 8;
 /// The number of duration buckets: 8 per power of two, up to `u64::MAX` nanoseconds.
 pub const DURATION_BUCKETS: usize = 496;
 
@@ -199,19 +199,6 @@ pub fn duration_bucket(duration: std::time::Duration) -> u16 {
     let power = 63 - nanos.leading_zeros() as u64;
     let eighth = (nanos >> (power - 3)) & 7;
     (8 * (power - 2) + eighth) as u16
-}
-
-/// The middle of a [`duration_bucket`], in seconds.
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub fn bucket_seconds(bucket: u16) -> f64 {
-    let bucket = bucket as u64;
-    if bucket < EXACT_NANOS {
-        return bucket as f64 / 1e9;
-    }
-    let (power, eighth) = (bucket / 8 + 2, bucket % 8);
-    let width = 1u64 << (power - 3);
-    let low = (8 + eighth) << (power - 3);
-    (low as f64 + width as f64 / 2.0) / 1e9
 }
 
 /// Encodes a control message as a whole frame, header included.

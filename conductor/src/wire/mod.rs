@@ -35,11 +35,10 @@ use std::io;
 
 pub(crate) use batch_reader::{FailedAs, JobQueue, ResultsReader};
 pub(crate) use batch_writer::BatchWriter;
-#[cfg(feature = "metrics")]
-pub(crate) use control::bucket_seconds;
 pub(crate) use control::{
     control_frame, decode_control, duration_bucket, level_number, level_of_number, LogRecord,
     LogValue, ReplyResult, Request, StatsRoll, ToMaster, ToWorker, WorkerConfig, DURATION_BUCKETS,
+    EXACT_NANOS,
 };
 pub(crate) use frame::{read_frame, Frame, FrameReader};
 

@@ -218,33 +218,10 @@ fn a_queue_gives_back_exactly_the_jobs_not_yet_taken() {
 }
 
 #[test]
-fn a_duration_buckets_middle_is_close_to_every_duration_in_it() {
-    use super::control::bucket_seconds;
+fn duration_buckets_grow_with_the_duration() {
     use super::{duration_bucket, DURATION_BUCKETS};
     use std::time::Duration;
-    for nanos in [
-        0u64,
-        1,
-        7,
-        8,
-        9,
-        15,
-        16,
-        1000,
-        123_456,
-        999_999_999,
-        3_600_000_000_000,
-        u64::MAX,
-    ] {
-        let bucket = duration_bucket(Duration::from_nanos(nanos));
-        assert!((bucket as usize) < DURATION_BUCKETS, "{nanos}: {bucket}");
-        let middle = bucket_seconds(bucket) * 1e9;
-        let error = (middle - nanos as f64).abs() / (nanos as f64).max(1.0);
-        assert!(
-            error <= 1.0 / 16.0 + 1e-9,
-            "{nanos} ns: bucket {bucket}, middle {middle}"
-        );
-    }
+    assert!((duration_bucket(Duration::MAX) as usize) < DURATION_BUCKETS);
     // Buckets grow with the duration.
     let mut last = 0;
     for nanos in (0..40u64).map(|p| 3u64 << p) {

@@ -7,8 +7,11 @@
 //! [`LogRecord`], with the job it happened in and the spans around it, and the master
 //! replays it into its own subscriber (`master/worker_logs.rs`).
 //!
-//! Until the channel to the master is up, and once it fails, warnings and errors go to
-//! stderr instead: a worker that cannot start must still say why.
+//! Warnings and errors always travel, whatever the master's level: the master shows
+//! them on stderr if it has no subscriber, as a worker's `eprintln!` once did. Until
+//! the channel to the master is up, once it fails, and on threads that carry the
+//! channel's traffic themselves (the NATS bridge: its events would wait for room it
+//! alone makes), they go to this process's stderr instead.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -26,10 +29,14 @@ use tracing::{Event, Metadata, Subscriber};
 use super::shared::{WorkerShared, NO_JOB};
 use crate::wire::{control_frame, level_number, level_of_number, LogRecord, LogValue, ToMaster};
 
-/// What is sent before the master has said its level: warnings and errors.
-const LEVEL_BEFORE_HANDSHAKE: u8 = 2;
+/// What is sent whatever the master's level: warnings and errors.
+const ALWAYS_SENT: u8 = 2;
 /// A field value longer than this is cut: a log line must never fill a frame.
 const MAX_VALUE_BYTES: usize = 16 << 10;
+/// An event's fields and spans beyond this many bytes in all are left out.
+const MAX_RECORD_BYTES: usize = 64 << 10;
+/// A span keeps at most this many fields.
+const MAX_SPAN_FIELDS: usize = 32;
 /// Targets of the libraries the worker itself talks through: their finer events are
 /// not sent, or sending one would make more of them.
 const TRANSPORT_TARGETS: &[&str] = &["async_nats", "rustls", "tokio", "mio"];
@@ -45,13 +52,34 @@ struct Forwarding {
 }
 
 struct SpanEntry {
-    /// `name{field=value ...}`, as sent with each event inside the span.
-    text: String,
+    name: &'static str,
+    /// Its fields; a field recorded again replaces its value.
+    fields: Vec<(String, LogValue)>,
     references: usize,
 }
 
+impl SpanEntry {
+    /// `name{field=value ...}`, as sent with each event inside the span.
+    fn text(&self) -> String {
+        let mut text = self.name.to_string();
+        append_fields(&mut text, &self.fields);
+        text
+    }
+
+    fn record(&mut self, fields: Vec<(String, LogValue)>) {
+        for (name, value) in fields {
+            let full = self.fields.len() >= MAX_SPAN_FIELDS;
+            match self.fields.iter_mut().find(|(n, _)| *n == name) {
+                Some(field) => field.1 = value,
+                None if !full => self.fields.push((name, value)),
+                None => {}
+            }
+        }
+    }
+}
+
 static FORWARDING: Forwarding = Forwarding {
-    level: AtomicU8::new(LEVEL_BEFORE_HANDSHAKE),
+    level: AtomicU8::new(ALWAYS_SENT),
     sink: OnceLock::new(),
     spans: Mutex::new(BTreeMap::new()),
     next_span: AtomicU64::new(1),
@@ -60,8 +88,15 @@ static FORWARDING: Forwarding = Forwarding {
 thread_local! {
     /// The spans this thread is in, innermost last.
     static ENTERED: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
-    /// Set while this thread sends a record: a record about the sending goes to stderr.
+    /// Set while this thread sends a record (a record about the sending goes to
+    /// stderr), and for good on threads whose events must not wait for the channel.
     static SENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Events of this thread go to stderr from now on, never down the channel: for the
+/// thread that carries the channel's traffic, and for one that holds its writer.
+pub(crate) fn keep_on_this_thread() {
+    let _ = SENDING.try_with(|s| s.set(true));
 }
 
 /// Makes this process's `tracing` events and `log` records go to the master. Called
@@ -70,14 +105,15 @@ pub(crate) fn install() {
     // Fails only if something set a subscriber before `main`: theirs stays.
     let _ = tracing::subscriber::set_global_default(Forwarder);
     if log::set_logger(&LogForwarder).is_ok() {
-        log::set_max_level(log_filter(LEVEL_BEFORE_HANDSHAKE));
+        log::set_max_level(log_filter(ALWAYS_SENT));
     }
 }
 
 /// From now on, records go down `shared`'s channel, at `level` and coarser.
 pub(super) fn connect(shared: &Arc<WorkerShared>, level: u8) {
     let _ = FORWARDING.sink.set(shared.clone());
-    FORWARDING.level.store(level.min(5), Ordering::Relaxed);
+    let level = level.clamp(ALWAYS_SENT, 5);
+    FORWARDING.level.store(level, Ordering::Relaxed);
     log::set_max_level(log_filter(level));
     // Callsites decided before the handshake are decided again.
     tracing::callsite::rebuild_interest_cache();
@@ -101,25 +137,52 @@ fn passes(level: u8, target: &str) -> bool {
 
 /// Sends `record` to the master, or writes it to stderr when there is no master to
 /// send to.
-fn deliver(record: LogRecord) {
-    if SENDING.with(Cell::get) {
+fn deliver(mut record: LogRecord) {
+    // During the thread's teardown there is no flag to read: stderr it is.
+    if SENDING.try_with(Cell::get).unwrap_or(true) {
         return to_stderr(&record);
     }
     let Some(shared) = FORWARDING.sink.get() else {
         return to_stderr(&record);
     };
-    SENDING.with(|s| s.set(true));
+    bound_record(&mut record);
+    let _ = SENDING.try_with(|s| s.set(true));
     let message = ToMaster::Log(record);
     let sent = shared.try_send_frame(&control_frame(&message));
-    SENDING.with(|s| s.set(false));
+    let _ = SENDING.try_with(|s| s.set(false));
     if let (Err(_), ToMaster::Log(record)) = (sent, &message) {
         to_stderr(record);
     }
 }
 
+/// Keeps a record within [`MAX_RECORD_BYTES`]: the spans go first, then the fields
+/// after the first (the message).
+fn bound_record(record: &mut LogRecord) {
+    let size = |r: &LogRecord| {
+        r.spans.iter().map(String::len).sum::<usize>()
+            + r.fields
+                .iter()
+                .map(|(n, v)| n.len() + value_len(v))
+                .sum::<usize>()
+    };
+    while size(record) > MAX_RECORD_BYTES && !record.spans.is_empty() {
+        record.spans.remove(0);
+    }
+    while size(record) > MAX_RECORD_BYTES && record.fields.len() > 1 {
+        record.fields.pop();
+    }
+}
+
+fn value_len(value: &LogValue) -> usize {
+    match value {
+        LogValue::Str(s) | LogValue::Shown(s) => s.len(),
+        _ => 8,
+    }
+}
+
 /// The last resort: one line on stderr, for warnings and errors only.
 fn to_stderr(record: &LogRecord) {
-    if record.level > LEVEL_BEFORE_HANDSHAKE {
+    if record.level > ALWAYS_SENT {
         return;
     }
     let level = level_of_number(record.level).map_or("?", |l| l.as_str());
@@ -152,14 +215,14 @@ fn current_job() -> Option<u64> {
 }
 
 fn entered_spans() -> Vec<String> {
-    let entered = ENTERED.with(|e| e.borrow().clone());
+    let entered = ENTERED.try_with(|e| e.borrow().clone()).unwrap_or_default();
     if entered.is_empty() {
         return Vec::new();
     }
     let spans = FORWARDING.spans.lock().unwrap_or_else(|p| p.into_inner());
     entered
         .iter()
-        .filter_map(|id| spans.get(id).map(|s| s.text.clone()))
+        .filter_map(|id| spans.get(id).map(SpanEntry::text))
         .collect()
 }
 
@@ -190,13 +253,13 @@ impl Subscriber for Forwarder {
     fn new_span(&self, span: &Attributes<'_>) -> Id {
         let mut fields = Fields::default();
         span.record(&mut fields);
-        let mut text = span.metadata().name().to_string();
-        append_fields(&mut text, &fields.0);
         let id = FORWARDING.next_span.fetch_add(1, Ordering::Relaxed);
-        let entry = SpanEntry {
-            text,
+        let mut entry = SpanEntry {
+            name: span.metadata().name(),
+            fields: Vec::new(),
             references: 1,
         };
+        entry.record(fields.0);
         let mut spans = FORWARDING.spans.lock().unwrap_or_else(|p| p.into_inner());
         spans.insert(id, entry);
         Id::from_u64(id)
@@ -207,8 +270,7 @@ impl Subscriber for Forwarder {
         values.record(&mut fields);
         let mut spans = FORWARDING.spans.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = spans.get_mut(&span.into_u64()) {
-            let text = std::mem::take(&mut entry.text);
-            entry.text = with_more_fields(text, &fields.0);
+            entry.record(fields.0);
         }
     }
 
@@ -231,12 +293,12 @@ impl Subscriber for Forwarder {
     }
 
     fn enter(&self, span: &Id) {
-        ENTERED.with(|e| e.borrow_mut().push(span.into_u64()));
+        let _ = ENTERED.try_with(|e| e.borrow_mut().push(span.into_u64()));
     }
 
     fn exit(&self, span: &Id) {
         let id = span.into_u64();
-        ENTERED.with(|e| {
+        let _ = ENTERED.try_with(|e| {
             let mut entered = e.borrow_mut();
             if let Some(at) = entered.iter().rposition(|&s| s == id) {
                 entered.remove(at);
@@ -265,23 +327,6 @@ impl Subscriber for Forwarder {
         }
         closed
     }
-}
-
-/// `name{a=1}` with `b=2` added: `name{a=1 b=2}`.
-fn with_more_fields(mut text: String, fields: &[(String, LogValue)]) -> String {
-    if fields.is_empty() {
-        return text;
-    }
-    if text.ends_with('}') {
-        text.pop();
-        text.push(' ');
-        let mut more = String::new();
-        append_fields(&mut more, fields);
-        text.push_str(&more[1..]);
-    } else {
-        append_fields(&mut text, fields);
-    }
-    text
 }
 
 fn append_fields(text: &mut String, fields: &[(String, LogValue)]) {
@@ -381,14 +426,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn span_text_grows_with_recorded_fields() {
-        let text = with_more_fields(
-            "load{file=\"a\"}".into(),
-            &[("rows".into(), LogValue::U64(3))],
-        );
-        assert_eq!(text, "load{file=\"a\" rows=3}");
-        let text = with_more_fields("load".into(), &[("rows".into(), LogValue::U64(3))]);
-        assert_eq!(text, "load{rows=3}");
+    fn a_field_recorded_again_replaces_its_value() {
+        let mut span = SpanEntry {
+            name: "load",
+            fields: vec![("file".into(), LogValue::Str("a".into()))],
+            references: 1,
+        };
+        assert_eq!(span.text(), "load{file=\"a\"}");
+        for rows in 0..1000 {
+            span.record(vec![("rows".into(), LogValue::U64(rows))]);
+        }
+        assert_eq!(span.text(), "load{file=\"a\" rows=999}");
+        span.fields.clear();
+        assert_eq!(span.text(), "load");
+    }
+
+    #[test]
+    fn a_record_is_kept_within_its_bound() {
+        let big = LogValue::Shown("x".repeat(MAX_VALUE_BYTES));
+        let mut record = LogRecord {
+            level: 3,
+            target: "t".into(),
+            module_path: None,
+            file: None,
+            line: None,
+            fields: (0..10).map(|i| (format!("f{i}"), big.clone())).collect(),
+            spans: vec!["s".repeat(MAX_RECORD_BYTES)],
+            job: None,
+        };
+        bound_record(&mut record);
+        assert!(record.spans.is_empty());
+        assert!(!record.fields.is_empty() && record.fields.len() < 10);
     }
 
     #[test]

@@ -418,7 +418,9 @@ impl WorkerShared {
             reason.truncate(cut);
         }
         let _ = std::io::stdout().flush();
-        // Exit holding the channel, so no other thread starts a frame it cannot finish.
+        // Exit holding the channel, so no other thread starts a frame it cannot finish;
+        // this thread's last events go to stderr, not to the channel it holds.
+        super::logs::keep_on_this_thread();
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writer.write_all(&control_frame(&ToMaster::Crash { reason, job }));
         exit_worker(EXIT_CRASHED)

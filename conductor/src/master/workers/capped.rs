@@ -95,7 +95,7 @@ where
                 worker_type = %self.settings.worker_type,
                 "{line}"
             );
-            if !tracing::dispatcher::has_been_set() {
+            if crate::master::worker_logs::no_subscriber() {
                 // No subscriber to hear it, and the operator must: stderr, above the bar.
                 crate::progress::above_bars(|| {
                     use std::io::Write;

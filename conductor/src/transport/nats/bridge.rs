@@ -66,6 +66,9 @@ pub(crate) fn join(
     std::thread::Builder::new()
         .name("conductor-nats".into())
         .spawn(move || {
+            // The bridge alone drains the worker's channel: its own events must not
+            // wait for room in it.
+            crate::worker::logs::keep_on_this_thread();
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
