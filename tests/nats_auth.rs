@@ -498,3 +498,104 @@ async fn a_credentials_file() {
     .expect_err("a missing credentials file must be refused");
     assert!(error.to_string().contains("credentials file"), "{error}");
 }
+
+/// The permissions recipe of docs/distributed.md for run `run`: a NATS user for the
+/// master and one for its workers, each allowed only what it needs.
+fn least_privilege(run: &str) -> String {
+    let jobs = format!("CONDUCTOR_{run}_JOBS");
+    let results = format!("CONDUCTOR_{run}_RESULTS");
+    format!(
+        r#"authorization {{
+  users = [
+    {{
+      user: master, password: master-pass
+      permissions: {{
+        publish: {{ allow: [
+          "conductor.{run}.jobs", "conductor.{run}.worker.>", "conductor.{run}.all", "conductor.{run}.owner",
+          "$JS.API.STREAM.CREATE.{jobs}", "$JS.API.STREAM.CREATE.{results}",
+          "$JS.API.STREAM.INFO.{jobs}", "$JS.API.STREAM.INFO.{results}",
+          "$JS.API.STREAM.DELETE.{jobs}", "$JS.API.STREAM.DELETE.{results}",
+          "$JS.API.CONSUMER.INFO.{jobs}.workers", "$JS.API.CONSUMER.CREATE.{jobs}.workers",
+          "$JS.API.CONSUMER.DURABLE.CREATE.{jobs}.workers",
+          "$JS.API.CONSUMER.CREATE.{results}", "$JS.API.CONSUMER.CREATE.{results}.>",
+          "$JS.API.CONSUMER.MSG.NEXT.{results}.>", "$JS.API.CONSUMER.DELETE.{results}.>"
+        ] }}
+        subscribe: {{ allow: [ "conductor.{run}.master", "conductor.{run}.join", "conductor.{run}.owner", "_INBOX.>" ] }}
+        allow_responses: true
+      }}
+    }},
+    {{
+      user: worker, password: worker-pass
+      permissions: {{
+        publish: {{ allow: [
+          "conductor.{run}.join", "conductor.{run}.master", "conductor.{run}.results",
+          "$JS.API.STREAM.INFO.{jobs}", "$JS.API.CONSUMER.INFO.{jobs}.workers",
+          "$JS.API.CONSUMER.MSG.NEXT.{jobs}.workers", "$JS.ACK.{jobs}.workers.>"
+        ] }}
+        subscribe: {{ allow: [ "conductor.{run}.worker.>", "conductor.{run}.all", "_INBOX.>" ] }}
+      }}
+    }}
+  ]
+}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_run_under_least_privilege_permissions() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let scratch = Scratch::new("permissions");
+    let run = unique_run("least");
+    let config = scratch.write("server.conf", &least_privilege(&run));
+    let Some(server) = start_server(&scratch, &["-c", config.to_str().unwrap()]) else {
+        return;
+    };
+    let url = format!("nats://127.0.0.1:{}", server.port);
+    let report = Conductor::<u64, u64>::new("auth_triple")
+        .nats(&url)
+        .nats_auth(NatsAuth::new().user_password("master", "master-pass"))
+        .nats_worker_auth(NatsAuth::new().user_password("worker", "worker-pass"))
+        .run_name(&run)
+        .worker_limit(2)
+        .logging(false)
+        .jobs(0..200)
+        .run()
+        .await
+        .unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(scratch.path("server.log")).unwrap_or_default();
+            panic!("the run failed: {e}\n{log}")
+        });
+    let log = std::fs::read_to_string(scratch.path("server.log")).unwrap_or_default();
+    assert_eq!(report.completed(), 200, "{report:?}\n{log}");
+    assert!(
+        !log.contains("Violation"),
+        "the run needed more than the recipe: {log}"
+    );
+
+    // A worker's user can do a worker's part only: not read what workers tell the
+    // master, not touch the run's streams.
+    let worker =
+        async_nats::ConnectOptions::with_user_and_password("worker".into(), "worker-pass".into())
+            .connect(&url)
+            .await
+            .unwrap();
+    let jetstream = async_nats::jetstream::new(worker.clone());
+    assert!(jetstream
+        .delete_stream(format!("CONDUCTOR_{run}_JOBS"))
+        .await
+        .is_err());
+    let mut spy = worker
+        .subscribe(format!("conductor.{run}.master"))
+        .await
+        .unwrap();
+    worker.flush().await.unwrap();
+    use futures_util::StreamExt;
+    let heard = tokio::time::timeout(Duration::from_millis(500), spy.next()).await;
+    assert!(
+        !matches!(heard, Ok(Some(_))),
+        "a worker's user read the master's subject"
+    );
+    // The server logs what it refuses: the check of the run above would have seen it.
+    let log = std::fs::read_to_string(scratch.path("server.log")).unwrap_or_default();
+    assert!(log.contains("Violation"), "{log}");
+}

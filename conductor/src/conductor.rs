@@ -59,6 +59,7 @@ pub struct Conductor<J, O> {
     nats_auth: NatsAuth,
     dashboard: Option<String>,
     run_secret: Option<String>,
+    nats_worker_auth: Option<NatsAuth>,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedReceiver<Command>,
     _output: PhantomData<fn() -> O>,
@@ -113,6 +114,7 @@ where
             nats_auth: NatsAuth::default(),
             dashboard: None,
             run_secret: None,
+            nats_worker_auth: None,
             shared,
             commands,
             _output: PhantomData,
@@ -498,6 +500,15 @@ where
         self
     }
 
+    /// What the workers this master starts itself authenticate with, in the
+    /// distributed mode; by default, the master's own credentials. With a NATS user
+    /// for the master and one for workers, each holds only the permissions it needs
+    /// (see the permissions recipe in the distributed mode's documentation).
+    pub fn nats_worker_auth(mut self, auth: NatsAuth) -> Self {
+        self.nats_worker_auth = Some(auth);
+        self
+    }
+
     /// The secret of the distributed run (64 hex digits): every message of the run is
     /// sealed with it, so that a client of the NATS server without it can neither read
     /// the run's jobs and outputs nor change, add, replay or stop anything. Workers
@@ -647,6 +658,7 @@ where
                 secret: self
                     .run_secret
                     .or_else(|| std::env::var(ENV_RUN_SECRET).ok().filter(|s| !s.is_empty())),
+                worker_auth: self.nats_worker_auth.map(Box::new),
             };
         }
         let journal = match self.journal {

@@ -303,6 +303,8 @@ pub(crate) enum Backend {
         auth: Box<NatsAuth>,
         /// The run's secret, as given (64 hex digits); `None`: the master makes one.
         secret: Option<String>,
+        /// What the workers it starts authenticate with, if not the master's own.
+        worker_auth: Option<Box<NatsAuth>>,
     },
 }
 

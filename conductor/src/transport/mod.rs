@@ -163,10 +163,15 @@ pub(crate) async fn open(backend: &Backend, context: Context) -> Result<Box<dyn 
             ack_wait,
             auth,
             secret,
+            worker_auth,
         } => {
+            let access = nats::Access {
+                auth,
+                worker_auth: worker_auth.as_deref(),
+                secret: secret.as_deref(),
+            };
             let transport =
-                nats::NatsTransport::start(url, run, *ack_wait, auth, secret.as_deref(), context)
-                    .await?;
+                nats::NatsTransport::start(url, run, *ack_wait, access, context).await?;
             Ok(Box::new(transport))
         }
         #[cfg(not(feature = "nats"))]

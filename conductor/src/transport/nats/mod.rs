@@ -42,6 +42,14 @@ pub(crate) mod seal;
 
 pub(crate) use queue::NatsTransport;
 
+/// How a master gets into its run: its credentials, those of the workers it starts,
+/// and the run's secret (64 hex digits, or `None` to make one).
+pub(crate) struct Access<'a> {
+    pub auth: &'a NatsAuth,
+    pub worker_auth: Option<&'a NatsAuth>,
+    pub secret: Option<&'a str>,
+}
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};

@@ -40,8 +40,8 @@ const RESULTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub(crate) struct NatsTransport {
     names: RunNames,
     url: String,
-    /// The credentials it connected with, for the workers it starts.
-    auth: NatsAuth,
+    /// The credentials the workers it starts connect with.
+    worker_auth: NatsAuth,
     client: Client,
     jetstream: jetstream::Context,
     publish: mpsc::UnboundedSender<(Bytes, Vec<(u64, u32)>)>,
@@ -65,20 +65,21 @@ impl NatsTransport {
         url: &str,
         run: &str,
         ack_wait: Duration,
-        auth: &NatsAuth,
-        given_secret: Option<&str>,
+        access: super::Access<'_>,
         context: Context,
     ) -> Result<NatsTransport, Error> {
         let names = RunNames::new(run)?;
-        let given = given_secret.is_some();
-        let run_secret = match given_secret {
+        let given = access.secret.is_some();
+        let run_secret = match access.secret {
             Some(secret) => RunSecret::parse(secret)
                 .map_err(|e| Error::usage(format!("the secret of run `{run}`: {e}")))?,
             None => RunSecret::generate().map_err(Error::transport)?,
         };
         let sealer = Arc::new(Sealer::new(RunKey::new(&run_secret, run)));
-        // The workers it starts get the same credentials, and the address without them.
-        let (url, auth) = split_url(url, &nats_auth_with_env(auth));
+        // The workers it starts get the same credentials (or their own), and the address
+        // without them.
+        let (url, auth) = split_url(url, &nats_auth_with_env(access.auth));
+        let worker_auth = access.worker_auth.cloned().unwrap_or_else(|| auth.clone());
         let client = connect(&url, &auth).await.map_err(Error::transport)?;
         let jetstream = super::jetstream_context(client.clone());
         let fail = |what: &str, e: &dyn std::fmt::Display| {
@@ -220,7 +221,7 @@ impl NatsTransport {
             run_secret,
             sealer,
             url,
-            auth,
+            worker_auth,
             client,
             jetstream,
             publish,
@@ -237,7 +238,7 @@ impl NatsTransport {
     async fn start_process(&self, spec: WorkerSpec) -> Result<StartedWorker, Error> {
         let worker_id = spec.worker_id;
         let mut env = spec.env;
-        env.extend(nats_auth_env(&self.auth));
+        env.extend(nats_auth_env(&self.worker_auth));
         env.extend([
             (ENV_RUN_SECRET.to_string(), self.run_secret.to_hex()),
             (ENV_NATS_URL.to_string(), self.url.clone()),
