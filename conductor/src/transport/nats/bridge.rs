@@ -282,11 +282,13 @@ async fn ask_to_join(
             let opened = sealer.key.open(Purpose::JoinReply, &nonce, &answer.payload);
             match opened.and_then(|plain| postcard::from_bytes::<JoinReply>(&plain).ok()) {
                 Some(reply) => break 'asking reply,
-                None => sealer.rejections.note(
-                    "an answer to this worker's join",
-                    answer.subject.as_str(),
-                    "a join answer",
-                ),
+                None => {
+                    sealer.rejections.note(
+                        "an answer to this worker's join",
+                        answer.subject.as_str(),
+                        "a join answer",
+                    );
+                }
             }
         }
         return Err(format!(

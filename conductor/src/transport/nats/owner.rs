@@ -57,11 +57,13 @@ pub(super) async fn claim_run(
                     String::from_utf8_lossy(&owner)
                 ))
             }
-            None => sealer.rejections.note(
-                "an owner's answer",
-                names.owner_subject().as_str(),
-                "an answer to the ownership question",
-            ),
+            None => {
+                sealer.rejections.note(
+                    "an owner's answer",
+                    names.owner_subject().as_str(),
+                    "an answer to the ownership question",
+                );
+            }
         }
     }
     client

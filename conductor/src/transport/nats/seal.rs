@@ -301,12 +301,14 @@ pub(crate) struct Rejections {
 }
 
 impl Rejections {
-    /// Notes a rejected message from `sender` (as far as it can be told) on `subject`.
-    pub fn note(&self, sender: &str, subject: &str, why: &str) {
+    /// Notes a rejected message from `sender` (as far as it can be told) on `subject`;
+    /// says whether it was logged (the first from that sender).
+    pub fn note(&self, sender: &str, subject: &str, why: &str) -> bool {
         self.count.fetch_add(1, Ordering::Relaxed);
         let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
         // Bounded: a forger inventing senders fills this once, then is only counted.
-        if senders.len() < 1024 && senders.insert(sender.to_string()) {
+        let first = senders.len() < 1024 && senders.insert(sender.to_string());
+        if first {
             tracing::warn!(
                 sender,
                 subject,
@@ -314,6 +316,7 @@ impl Rejections {
                  further ones from this sender are only counted"
             );
         }
+        first
     }
 
     pub fn count(&self) -> u64 {
@@ -395,6 +398,19 @@ mod tests {
         );
         assert!(RunSecret::parse(&"zz".repeat(32)).is_err());
         assert_eq!(format!("{secret:?}"), "RunSecret(..)");
+    }
+
+    #[test]
+    fn rejections_are_all_counted_and_logged_once_per_sender() {
+        let rejections = Rejections::default();
+        assert!(rejections.note("worker 1", "s", "x"));
+        assert!(!rejections.note("worker 1", "s", "x"));
+        assert!(rejections.note("worker 2", "s", "x"));
+        for i in 0..5000 {
+            rejections.note(&format!("forger {i}"), "s", "x");
+        }
+        assert_eq!(rejections.count(), 5003);
+        assert!(rejections.senders.lock().unwrap().len() <= 1024, "bounded");
     }
 
     #[test]
