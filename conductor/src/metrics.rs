@@ -15,11 +15,15 @@
 //! | `conductor_jobs_in_flight` | gauge | jobs sent to workers and not answered |
 //! | `conductor_jobs_queued` | gauge | jobs taken from the source, waiting for a worker |
 //! | `conductor_workers` | gauge | live workers |
-//! | `conductor_worker_jobs_completed_total{worker}` | counter | a worker's completed jobs |
-//! | `conductor_worker_jobs_failed_total{worker}` | counter | a worker's failed runs |
+//! | `conductor_worker_jobs_completed_total{run,worker}` | counter | a worker's completed jobs |
+//! | `conductor_worker_jobs_failed_total{run,worker}` | counter | a worker's failed runs |
 //! | `conductor_job_duration_seconds` | histogram | how long job code ran, measured in the worker |
 //! | `conductor_stat{name}` | gauge | a counter of job code ([`Worker::count`](crate::Worker::count)), summed over workers |
-//! | `conductor_worker_stat{worker,name}` | gauge | the same, per worker |
+//! | `conductor_worker_stat{run,worker,name}` | gauge | the same, per worker |
+//!
+//! Per-worker series carry the run's id (`run`: the conductor's id) because worker
+//! ids start again at 1 in each run; each worker a run starts (recycled ones too)
+//! adds its own series, so a very long run with `max_jobs_per_worker` adds many.
 //!
 //! Counts of the run are published on every turn of the run loop; per-worker counts,
 //! job code's counters and durations with each worker's stats roll (every
@@ -90,11 +94,13 @@ mod on {
     /// What the run has published so far: counters move by the difference.
     pub(crate) struct RunMetrics {
         conductor: String,
+        /// The conductor's id, for per-worker series.
+        run: String,
         published: RunCounts,
     }
 
     impl RunMetrics {
-        pub fn new(worker_type: &str) -> Self {
+        pub fn new(worker_type: &str, run: &str) -> Self {
             describe();
             let label = [("conductor", worker_type.to_string())];
             // Counters show from the start, at zero, as scrapers expect.
@@ -103,6 +109,7 @@ mod on {
             }
             RunMetrics {
                 conductor: worker_type.to_string(),
+                run: run.to_string(),
                 published: RunCounts::default(),
             }
         }
@@ -141,8 +148,10 @@ mod on {
         /// A worker's stats roll: its counts, job code's counters, and durations.
         pub fn worker_roll(&mut self, worker: u64, roll: &StatsRoll) {
             let worker = worker.to_string();
+            // Worker ids start at 1 in each run: the run's id keeps two runs apart.
             let labels = [
                 ("conductor", self.conductor.clone()),
+                ("run", self.run.clone()),
                 ("worker", worker.clone()),
             ];
             for (name, last) in &roll.last {
@@ -157,6 +166,7 @@ mod on {
                     _ => gauge!(
                         "conductor_worker_stat",
                         "conductor" => self.conductor.clone(),
+                        "run" => self.run.clone(),
                         "worker" => worker.clone(),
                         "name" => name.clone()
                     )
@@ -258,7 +268,7 @@ mod off {
     pub(crate) struct RunMetrics;
 
     impl RunMetrics {
-        pub fn new(_worker_type: &str) -> Self {
+        pub fn new(_worker_type: &str, _run: &str) -> Self {
             RunMetrics
         }
         pub fn publish(&mut self, _now: RunCounts) {}

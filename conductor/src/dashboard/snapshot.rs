@@ -34,7 +34,9 @@ pub(crate) struct WorkerView {
     pub id: u64,
     /// Joined from elsewhere (the distributed mode), not started here.
     pub remote: bool,
-    /// `starting`, `busy`, `idle`, `stopping` or `killed`.
+    /// `starting`, `busy`, `idle`, `stopping` or `killed`; `joined` for a worker that
+    /// takes its jobs from the run's queue (distributed mode), whose job the master
+    /// cannot name.
     pub state: &'static str,
     /// The job it runs now and for how many seconds, as far as the master can tell.
     pub job: Option<u64>,

@@ -92,7 +92,7 @@ where
             stats: Aggregator::default(),
             progress,
             worker_logs: WorkerLogs::default(),
-            metrics: RunMetrics::new(&settings.worker_type),
+            metrics: RunMetrics::new(&settings.worker_type, &shared.id),
             dashboard: Board::start(dashboard, shared.clone()),
             started: Instant::now(),
             total_jobs,

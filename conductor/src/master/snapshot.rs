@@ -46,10 +46,13 @@ where
             .slots
             .iter()
             .map(|(&id, slot)| {
+                // Workers that take jobs from a run queue hold none the master can name:
+                // they show as joined, with what they answered.
+                let queue_fed = self.holder(id) != id;
                 let running = ledger
                     .oldest_running(self.holder(id))
-                    .filter(|_| !slot.remote);
-                let busy = ledger.in_flight_on(self.holder(id)) > 0;
+                    .filter(|_| !queue_fed);
+                let busy = !queue_fed && ledger.in_flight_on(id) > 0;
                 WorkerView {
                     id,
                     remote: slot.remote,
@@ -57,6 +60,7 @@ where
                         SlotState::Starting(_) => "starting",
                         SlotState::Stopping => "stopping",
                         SlotState::Killed => "killed",
+                        SlotState::Ready if queue_fed => "joined",
                         SlotState::Ready if busy => "busy",
                         SlotState::Ready => "idle",
                     },

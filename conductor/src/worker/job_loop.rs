@@ -73,7 +73,20 @@ pub(crate) fn run_worker<W: JobWorker>(boot: WorkerBoot) -> i32 {
         }
     };
     let shared = Arc::new(WorkerShared::new(&config, worker_type, channel, reader));
-    super::logs::connect(&shared, config.log_level);
+    let sink = super::logs::Sink {
+        send: Box::new({
+            let shared = shared.clone();
+            move |frame| shared.try_send_frame(frame)
+        }),
+        current_job: Box::new({
+            let shared = shared.clone();
+            move || match shared.current_job.load(Ordering::Relaxed) {
+                NO_JOB => None,
+                job => Some(job),
+            }
+        }),
+    };
+    super::logs::connect(sink, config.log_level);
     super::panics::keep_job_panics_quiet();
     let (inbox_tx, inbox_rx) = mpsc::unbounded_channel();
     spawn_thread(&shared, "conductor-watchdog", {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -26,7 +26,6 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
 
-use super::shared::{WorkerShared, NO_JOB};
 use crate::wire::{control_frame, level_number, level_of_number, LogRecord, LogValue, ToMaster};
 
 /// What is sent whatever the master's level: warnings and errors.
@@ -46,7 +45,7 @@ struct Forwarding {
     /// The most verbose level sent ([`level_number`]).
     level: AtomicU8,
     /// Where records go once the worker has a channel.
-    sink: OnceLock<Arc<WorkerShared>>,
+    sink: OnceLock<Sink>,
     spans: Mutex<BTreeMap<u64, SpanEntry>>,
     next_span: AtomicU64,
 }
@@ -109,9 +108,22 @@ pub(crate) fn install() {
     }
 }
 
-/// From now on, records go down `shared`'s channel, at `level` and coarser.
-pub(super) fn connect(shared: &Arc<WorkerShared>, level: u8) {
-    let _ = FORWARDING.sink.set(shared.clone());
+/// Sends a whole frame down the worker's channel.
+pub(super) type SendFrame = dyn Fn(&[u8]) -> std::io::Result<()> + Send + Sync;
+
+/// Where records go once the worker has its channel: the worker's state, seen only
+/// through what logging needs (so that this file and the worker's state do not
+/// import each other).
+pub(super) struct Sink {
+    /// Sends a whole frame down the channel; an error means the master is gone.
+    pub send: Box<SendFrame>,
+    /// The job the job thread runs now.
+    pub current_job: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+}
+
+/// From now on, records go to `sink`, at `level` and coarser.
+pub(super) fn connect(sink: Sink, level: u8) {
+    let _ = FORWARDING.sink.set(sink);
     let level = level.clamp(ALWAYS_SENT, 5);
     FORWARDING.level.store(level, Ordering::Relaxed);
     log::set_max_level(log_filter(level));
@@ -142,13 +154,13 @@ fn deliver(mut record: LogRecord) {
     if SENDING.try_with(Cell::get).unwrap_or(true) {
         return to_stderr(&record);
     }
-    let Some(shared) = FORWARDING.sink.get() else {
+    let Some(sink) = FORWARDING.sink.get() else {
         return to_stderr(&record);
     };
     bound_record(&mut record);
     let _ = SENDING.try_with(|s| s.set(true));
     let message = ToMaster::Log(record);
-    let sent = shared.try_send_frame(&control_frame(&message));
+    let sent = (sink.send)(&control_frame(&message));
     let _ = SENDING.try_with(|s| s.set(false));
     if let (Err(_), ToMaster::Log(record)) = (sent, &message) {
         to_stderr(record);
@@ -210,8 +222,7 @@ fn shown(value: &LogValue) -> String {
 }
 
 fn current_job() -> Option<u64> {
-    let job = FORWARDING.sink.get()?.current_job.load(Ordering::Relaxed);
-    (job != NO_JOB).then_some(job)
+    (FORWARDING.sink.get()?.current_job)()
 }
 
 fn entered_spans() -> Vec<String> {

@@ -32,6 +32,7 @@
 mod auth;
 pub(crate) mod bridge;
 mod control;
+mod join_request;
 mod joins;
 mod link;
 mod owner;
