@@ -996,3 +996,50 @@ fn the_printed_join_line_joins_a_worker_to_the_distributed_example() {
     // The hand-joined worker (id 2: the master's own is 1) took some of them.
     assert!(stdout.contains("worker 2: "), "{stdout}");
 }
+
+/// A worker started by hand without the run's secret, or with another one, says so
+/// and exits; the run goes on without it.
+#[tokio::test]
+async fn a_worker_without_the_runs_secret_is_told_so_and_the_run_goes_on() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("secret");
+    let running = Conductor::<u64, u64>::new("nats_cube")
+        .nats(&url)
+        .run_name(&run)
+        .run_secret(TEST_SECRET)
+        .worker_limit(1)
+        .logging(false)
+        .jobs(0..300)
+        .start()
+        .unwrap();
+    let missing = hand_worker_command(&url, &run, None)
+        .env_remove("CONDUCTOR_RUN_SECRET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success());
+    assert!(
+        stderr.contains("needs its secret: set CONDUCTOR_RUN_SECRET"),
+        "{stderr}"
+    );
+    let wrong = hand_worker_command(&url, &run, None)
+        .env("CONDUCTOR_RUN_SECRET", "00".repeat(32))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(
+        stderr.contains("carries the run's seal") && stderr.contains("CONDUCTOR_RUN_SECRET"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&"00".repeat(32)),
+        "the secret is never printed back"
+    );
+    let (outputs, report) = collect(running).await;
+    assert_eq!(outputs.len(), 300);
+    assert!(
+        report.rejected_messages() >= 1,
+        "the wrong worker's request was counted"
+    );
+}
