@@ -302,20 +302,13 @@ async fn connection(mut stream: TcpStream, state: &State) -> std::io::Result<()>
             respond(&mut stream, "200 OK", "application/json", &json).await
         }
         ("POST", "/stop" | "/abort") if !authorized(false) => unauthorized(&mut stream).await,
-        ("POST", "/stop") => {
-            tracing::info!(conductor = %state.shared.id, "the dashboard asked the run to stop");
-            let _ = state.shared.commands.send(Command::Shutdown);
-            respond(
-                &mut stream,
-                "202 Accepted",
-                "application/json",
-                "{\"ok\":true}",
-            )
-            .await
-        }
-        ("POST", "/abort") => {
-            tracing::info!(conductor = %state.shared.id, "the dashboard aborted the run");
-            let _ = state.shared.commands.send(Command::Abort);
+        ("POST", path @ ("/stop" | "/abort")) => {
+            let (command, what) = match path {
+                "/stop" => (Command::Shutdown, "asked the run to stop"),
+                _ => (Command::Abort, "aborted the run"),
+            };
+            tracing::info!(conductor = %state.shared.id, "the dashboard {what}");
+            let _ = state.shared.commands.send(command);
             respond(
                 &mut stream,
                 "202 Accepted",

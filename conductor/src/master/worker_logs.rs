@@ -203,14 +203,7 @@ impl Replayed {
 fn generic(record: LogRecord) -> LogRecord {
     let mut message = format!("{}:", record.target);
     for (name, value) in &record.fields {
-        let shown = match value {
-            LogValue::I64(v) => v.to_string(),
-            LogValue::U64(v) => v.to_string(),
-            LogValue::F64(v) => v.to_string(),
-            LogValue::Bool(v) => v.to_string(),
-            LogValue::Str(v) => format!("{v:?}"),
-            LogValue::Shown(v) => v.clone(),
-        };
+        let shown = value.to_string();
         message.push(' ');
         if name != "message" {
             message.push_str(name);

@@ -117,6 +117,21 @@ pub struct LogRecord {
     pub job: Option<u64>,
 }
 
+/// A value as a log line shows it: numbers bare, strings quoted, `Debug` and `Display`
+/// output (and the message) as written.
+impl std::fmt::Display for LogValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogValue::I64(v) => write!(f, "{v}"),
+            LogValue::U64(v) => write!(f, "{v}"),
+            LogValue::F64(v) => write!(f, "{v}"),
+            LogValue::Bool(v) => write!(f, "{v}"),
+            LogValue::Str(v) => write!(f, "{v:?}"),
+            LogValue::Shown(v) => f.write_str(v),
+        }
+    }
+}
+
 /// Log levels travel as numbers: 0 is "none", then error (1) to trace (5).
 pub fn level_number(level: Option<tracing::Level>) -> u8 {
     match level {

@@ -202,23 +202,12 @@ fn to_stderr(record: &LogRecord) {
     for (name, value) in &record.fields {
         let _ = match (name.as_str(), value) {
             ("message", LogValue::Shown(text)) => write!(line, "{text} "),
-            (_, value) => write!(line, "{name}={} ", shown(value)),
+            (_, value) => write!(line, "{name}={value} "),
         };
     }
     line.pop();
     line.push('\n');
     let _ = std::io::stderr().write_all(line.as_bytes());
-}
-
-fn shown(value: &LogValue) -> String {
-    match value {
-        LogValue::I64(v) => v.to_string(),
-        LogValue::U64(v) => v.to_string(),
-        LogValue::F64(v) => v.to_string(),
-        LogValue::Bool(v) => v.to_string(),
-        LogValue::Str(v) => format!("{v:?}"),
-        LogValue::Shown(v) => v.clone(),
-    }
 }
 
 fn current_job() -> Option<u64> {
@@ -349,7 +338,7 @@ fn append_fields(text: &mut String, fields: &[(String, LogValue)]) {
         if i > 0 {
             text.push(' ');
         }
-        let _ = write!(text, "{name}={}", shown(value));
+        let _ = write!(text, "{name}={value}");
     }
     text.push('}');
 }
