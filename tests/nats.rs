@@ -1043,3 +1043,36 @@ async fn a_worker_without_the_runs_secret_is_told_so_and_the_run_goes_on() {
         "the wrong worker's request was counted"
     );
 }
+
+/// No fixed waits: a one-job run over NATS ends about as soon as a local one (the
+/// goal is 50 ms more; the bound here leaves room for a loaded machine, and would
+/// still catch the waits of a quarter second each it once had).
+#[test]
+fn a_one_job_run_over_nats_waits_for_nothing() {
+    let Some(url) = nats_url() else { return };
+    let time = |nats: bool| {
+        let mut command = Command::new(common::example_path("throughput"));
+        command.args(["--jobs", "1", "--workers", "2"]);
+        if nats {
+            command.args(["--nats", &url]);
+        }
+        let started = Instant::now();
+        let output = command.output().expect("the throughput example runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        started.elapsed()
+    };
+    let median = |nats: bool| {
+        let mut runs: Vec<Duration> = (0..5).map(|_| time(nats)).collect();
+        runs.sort();
+        runs[2]
+    };
+    let (local, nats) = (median(false), median(true));
+    assert!(
+        nats < local + Duration::from_millis(150),
+        "one job: {nats:?} over NATS, {local:?} locally"
+    );
+}

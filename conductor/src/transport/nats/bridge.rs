@@ -195,11 +195,17 @@ async fn run_bridge(
     bridge.clone().carry_frames(read).await;
     // A pull under way is let finish, not cut off: the server counts the jobs it
     // delivered as held by this worker, and only their ack wait would free them.
+    // Unless the queue is empty (the run's end): then no pull can bring a job, and
+    // waiting for it to expire would only hold up the end.
     bridge
         .stopping
         .store(true, std::sync::atomic::Ordering::Relaxed);
     bridge.room.notify_one();
-    let _ = tokio::time::timeout(PULL_WAIT + Duration::from_secs(2), puller).await;
+    if bridge.queue_is_empty().await {
+        puller.abort();
+    } else {
+        let _ = tokio::time::timeout(PULL_WAIT + Duration::from_secs(2), puller).await;
+    }
     for task in tasks {
         task.abort();
     }
@@ -520,6 +526,25 @@ impl Bridge {
             *consumer = stream.get_consumer(WORKERS_CONSUMER).await.ok();
         }
         consumer.clone()
+    }
+
+    /// Whether the run's queue holds no job to deliver, as the server says now (`false`
+    /// when it cannot say within a moment).
+    async fn queue_is_empty(&self) -> bool {
+        let asked = async {
+            let stream = self
+                .jetstream
+                .get_stream(self.names.jobs_stream())
+                .await
+                .ok()?;
+            let mut consumer: jetstream::consumer::PullConsumer =
+                stream.get_consumer(WORKERS_CONSUMER).await.ok()?;
+            Some(consumer.info().await.ok()?.num_pending == 0)
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_millis(500), asked).await,
+            Ok(Some(true))
+        )
     }
 
     /// The run's queue is gone: its master finished it (and this worker missed the

@@ -25,6 +25,7 @@ pub(super) async fn read_control(
     shared: Arc<Shared>,
     to_master: mpsc::UnboundedSender<FromWorker>,
     sealer: Arc<Sealer>,
+    last_words: LastWords,
 ) {
     // Each worker's frames are numbered: a number is taken once.
     let mut windows: HashMap<u64, ReplayWindow> = HashMap::new();
@@ -61,6 +62,9 @@ pub(super) async fn read_control(
                 .note(&sender, subject, "a control frame played again");
             continue;
         }
+        if said_last_word(&body) {
+            last_words.heard(worker_id);
+        }
         let send = |event| {
             let _ = to_master.send(FromWorker { worker_id, event });
         };
@@ -82,6 +86,53 @@ pub(super) async fn read_control(
                 "a malformed message from a worker was ignored: {reason}"
             );
             send(WorkerEvent::Malformed(reason));
+        }
+    }
+}
+
+/// Whether a frame is a worker's last word: its goodbye, or why it crashes.
+fn said_last_word(body: &[u8]) -> bool {
+    match body.split_first() {
+        Some((&crate::wire::KIND_CONTROL, payload)) => matches!(
+            crate::wire::decode_control::<crate::wire::ToMaster>(payload),
+            Ok(crate::wire::ToMaster::Bye | crate::wire::ToMaster::Crash { .. })
+        ),
+        _ => false,
+    }
+}
+
+/// The last words of the master's own worker processes: their exit is reported as
+/// soon as the goodbye (or the crash's reason) that travels the server has arrived,
+/// and only waits [`LAST_FRAMES_WAIT`] when it has not.
+#[derive(Clone, Default)]
+pub(super) struct LastWords(Arc<std::sync::Mutex<HashMap<u64, Arc<tokio::sync::Notify>>>>);
+
+/// How long the exit of a worker process of the master's own waits for its last
+/// words: they travel the server, apart from the exit.
+const LAST_FRAMES_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+
+impl LastWords {
+    fn of(&self, worker_id: u64) -> Arc<tokio::sync::Notify> {
+        let mut words = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        words.entry(worker_id).or_default().clone()
+    }
+
+    fn heard(&self, worker_id: u64) {
+        self.of(worker_id).notify_one();
+    }
+
+    /// Ends when worker `worker_id` has said its last word, or after
+    /// [`LAST_FRAMES_WAIT`].
+    pub fn awaited(&self, worker_id: u64) -> impl std::future::Future<Output = ()> + use<> {
+        let said = self.of(worker_id);
+        let words = self.clone();
+        async move {
+            let _ = tokio::time::timeout(LAST_FRAMES_WAIT, said.notified()).await;
+            words
+                .0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&worker_id);
         }
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use super::auth::{redact, split_url};
-use super::control::read_control;
+use super::control::{read_control, LastWords};
 use super::joins::{answer_joins, join_token, secret, JoinTerms};
 use super::link::NatsLink;
 use super::owner::{claim_run, hold_run};
@@ -30,9 +30,6 @@ use crate::transport::link::WorkerLink;
 use crate::transport::process::{self, watch_exit};
 use crate::transport::{Context, Feed, Pending, StartedWorker, Transport, WorkerSpec};
 
-/// How long the master waits for the last frames of a worker process of its own
-/// after it exited: they travel the server, apart from the exit.
-const LAST_FRAMES_WAIT: Duration = Duration::from_millis(300);
 /// Results kept by the server per run: far more than any run needs, but bounded.
 const RESULTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -56,6 +53,8 @@ pub(crate) struct NatsTransport {
     /// The run's secret, for the workers it starts, and what seals its messages.
     run_secret: RunSecret,
     sealer: Arc<Sealer>,
+    /// The goodbyes of its own worker processes, for their exits to wait on.
+    last_words: LastWords,
     context: Context,
 }
 
@@ -151,6 +150,7 @@ impl NatsTransport {
 
         let master_id = context.shared.id.clone();
         let secret = secret();
+        let last_words = LastWords::default();
         if !given && !crate::boot::in_test_binary() {
             // The operator needs the secret to join workers from elsewhere, whatever
             // the logging (a test gives its runs their secret).
@@ -199,6 +199,7 @@ impl NatsTransport {
                 context.shared.clone(),
                 context.inbox.clone(),
                 sealer.clone(),
+                last_words.clone(),
             )),
             tokio::spawn(answer_joins(
                 joins,
@@ -220,6 +221,7 @@ impl NatsTransport {
             secret,
             run_secret,
             sealer,
+            last_words,
             url,
             worker_auth,
             client,
@@ -255,8 +257,8 @@ impl NatsTransport {
         tokio::spawn(watch_exit(
             worker_id,
             spawned.child,
-            // Its last frames (a crash reason) travel the server: give them a moment.
-            tokio::time::sleep(LAST_FRAMES_WAIT),
+            // Its last frames (a goodbye, a crash's reason) travel the server.
+            self.last_words.awaited(worker_id),
             kill.clone(),
             self.context.inbox.clone(),
         ));
