@@ -15,18 +15,29 @@ use crate::handle::Shared;
 use crate::transport::route::route_frame;
 use crate::transport::worker_event::{FromWorker, WorkerEvent};
 
+/// The master whose workers' frames are read: where they go, and what opens them.
+pub(super) struct Master {
+    pub client: Client,
+    pub names: RunNames,
+    pub master_id: String,
+    pub shared: Arc<Shared>,
+    pub to_master: mpsc::UnboundedSender<FromWorker>,
+    pub sealer: Arc<Sealer>,
+    pub last_words: LastWords,
+}
+
 /// Turns control frames from workers into worker events (or answers them on the spot,
 /// like lookups). A message that is not a valid frame is reported and dropped.
-pub(super) async fn read_control(
-    mut control: async_nats::Subscriber,
-    client: Client,
-    names: RunNames,
-    master_id: String,
-    shared: Arc<Shared>,
-    to_master: mpsc::UnboundedSender<FromWorker>,
-    sealer: Arc<Sealer>,
-    last_words: LastWords,
-) {
+pub(super) async fn read_control(mut control: async_nats::Subscriber, master: Master) {
+    let Master {
+        client,
+        names,
+        master_id,
+        shared,
+        to_master,
+        sealer,
+        last_words,
+    } = master;
     // Each worker's frames are numbered: a number is taken once.
     let mut windows: HashMap<u64, ReplayWindow> = HashMap::new();
     while let Some(message) = control.next().await {

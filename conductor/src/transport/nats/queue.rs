@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use super::auth::{redact, split_url};
-use super::control::{read_control, LastWords};
+use super::control::{read_control, LastWords, Master as ControlMaster};
 use super::joins::{answer_joins, join_token, secret, JoinTerms};
 use super::link::NatsLink;
 use super::owner::{claim_run, hold_run};
@@ -193,13 +193,15 @@ impl NatsTransport {
             )),
             tokio::spawn(read_control(
                 control,
-                client.clone(),
-                names.clone(),
-                master_id.clone(),
-                context.shared.clone(),
-                context.inbox.clone(),
-                sealer.clone(),
-                last_words.clone(),
+                ControlMaster {
+                    client: client.clone(),
+                    names: names.clone(),
+                    master_id: master_id.clone(),
+                    shared: context.shared.clone(),
+                    to_master: context.inbox.clone(),
+                    sealer: sealer.clone(),
+                    last_words: last_words.clone(),
+                },
             )),
             tokio::spawn(answer_joins(
                 joins,
