@@ -59,8 +59,12 @@
 //! - `progress` (default): the progress bar, with indicatif.
 //! - `nats`: the distributed mode ([`Conductor::nats`]): workers on many machines
 //!   pull jobs from a NATS JetStream work queue; started elsewhere with
-//!   `CONDUCTOR_NATS_URL` and `CONDUCTOR_JOIN=<run name>`, the same program joins a
-//!   run as a worker.
+//!   `CONDUCTOR_NATS_URL`, `CONDUCTOR_JOIN=<run name>` and the run's
+//!   `CONDUCTOR_RUN_SECRET`, the same program joins a run as a worker. Every message
+//!   of a run is sealed with its secret.
+//! - `metrics`: the run's figures through the `metrics` facade.
+//! - `dashboard`: a live page of the run, served by the master
+//!   ([`Conductor::dashboard`]).
 //!
 //! # Worker exit codes
 //!

@@ -15,8 +15,9 @@ where
 {
     /// Runs the jobs through the NATS JetStream server at `url` (say
     /// `nats://127.0.0.1:4222`) instead of private channels, so that workers on other
-    /// machines can join: start the same program there with `CONDUCTOR_NATS_URL` and
-    /// `CONDUCTOR_JOIN=<run name>`. The master still starts its own
+    /// machines can join: start the same program there with `CONDUCTOR_NATS_URL`,
+    /// `CONDUCTOR_JOIN=<run name>` and `CONDUCTOR_RUN_SECRET` (the run's secret: see
+    /// [`Conductor::run_secret`]). The master still starts its own
     /// [`Conductor::worker_limit`] workers. Setting `CONDUCTOR_NATS_URL` for the master
     /// does the same without recompiling. Needs the `nats` feature; without it the run
     /// fails with a usage error.
@@ -26,7 +27,8 @@ where
     /// # fn thumbnail(path: String) -> anyhow::Result<u64> { Ok(path.len() as u64) }
     /// # async fn demo(paths: Vec<String>) -> Result<(), conductor::Error> {
     /// // Other machines join with:
-    /// //   CONDUCTOR_NATS_URL=nats://10.0.0.5:4222 CONDUCTOR_JOIN=thumbs ./this-program
+    /// //   CONDUCTOR_NATS_URL=nats://10.0.0.5:4222 CONDUCTOR_JOIN=thumbs \
+    /// //   CONDUCTOR_RUN_SECRET=<the 64 hex digits the master printed> ./this-program
     /// let report = conductor::Conductor::<String, u64>::new("thumbnail")
     ///     .nats("nats://10.0.0.5:4222")
     ///     .run_name("thumbs")
