@@ -284,3 +284,70 @@ fn the_dashboard_example_prints_its_address_and_runs_to_the_end() {
     );
     assert!(stdout.contains("40 pages rendered, 0 failed"), "{stdout}");
 }
+
+#[tokio::test]
+async fn abort_with_the_token_kills_the_workers_and_accounts_for_every_job() {
+    let running = Conductor::of::<dashboard_job>()
+        .worker_limit(2)
+        .logging(false)
+        .dashboard("0")
+        .jobs(0..2000u64)
+        .start()
+        .unwrap();
+    let (address, token) = split(running.handle().dashboard_url().unwrap());
+    // Wait until work is under way, then press Abort as the page does.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answer = tokio::task::spawn_blocking(move || {
+        raw(
+            &address,
+            &format!("POST /abort HTTP/1.1\r\nAuthorization: bearer {token}\r\n\r\n"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status(&answer), "HTTP/1.1 202 Accepted", "{answer}");
+    let mut report = running.wait().await.unwrap();
+    assert!(report.aborted(), "{report:?}");
+    let done = report.completed() + report.failed();
+    assert!(done < 2000, "stopped early: {done}");
+    assert_eq!(done + report.not_run().len() as u64, report.submitted());
+    let mut rest = report
+        .take_unsubmitted()
+        .expect("the source was not finished");
+    assert_eq!(rest.next().await, Some(report.submitted()));
+}
+
+/// Run as a program of its own by the test below, with `CONDUCTOR_DASHBOARD` set.
+#[tokio::test]
+async fn dashboard_from_the_environment_entry() {
+    if std::env::var_os("CONDUCTOR_DASHBOARD").is_none() {
+        return;
+    }
+    let report = Conductor::of::<dashboard_job>()
+        .worker_limit(1)
+        .logging(false)
+        .jobs(0..5u64)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.completed(), 4);
+}
+
+#[test]
+fn conductor_dashboard_turns_it_on_without_a_line_of_code() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "dashboard_from_the_environment_entry",
+            "--exact",
+            "--nocapture",
+        ])
+        .env("CONDUCTOR_DASHBOARD", "0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("conductor dashboard of `dashboard_job`: http://127.0.0.1:"),
+        "{stderr}"
+    );
+}
