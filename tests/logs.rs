@@ -272,3 +272,64 @@ fn without_a_subscriber_workers_warnings_still_reach_stderr() {
     }
     assert!(!stderr.contains("an info line"), "{stderr}");
 }
+
+/// A `log` logger of the program's own, as env_logger would be.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!(
+                "LOG {} {}: {}",
+                record.level(),
+                record.target(),
+                record.args()
+            );
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Run as a program of its own by the test below: a master that logs with `log`.
+#[tokio::test]
+async fn master_with_a_log_logger_entry() {
+    if std::env::var_os("CONDUCTOR_TEST_LOG_LOGGER").is_none() {
+        return;
+    }
+    log::set_logger(&StderrLogger).unwrap();
+    log::set_max_level(log::LevelFilter::Info);
+    let outputs = Conductor::of::<logs_chatty>()
+        .worker_limit(1)
+        .logging(false)
+        .jobs(30..32u64)
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(outputs, [30, 31]);
+}
+
+#[test]
+fn a_program_that_logs_with_the_log_crate_hears_its_workers_there() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["master_with_a_log_logger_entry", "--exact", "--nocapture"])
+        .env("CONDUCTOR_TEST_LOG_LOGGER", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    for job in [30, 31] {
+        // A `tracing` event and a `log` record of job code, at info and warn.
+        assert!(
+            stderr.contains(&format!("LOG INFO logs: resized image {job} pixels=")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("LOG WARN logs: a log record from job {job}")),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("is done"), "debug is not taken: {stderr}");
+}

@@ -64,7 +64,12 @@ impl WorkerLogs {
             return;
         };
         if no_subscriber() {
-            return show_on_stderr(worker, level, &record);
+            // A program that logs with the `log` crate (env_logger, say) hears its
+            // workers there; one with no logger at all, on stderr.
+            return match to_log_crate(worker, level, &record) {
+                true => {}
+                false => show_on_stderr(worker, level, &record),
+            };
         }
         // A job run again on the same worker is a new attempt: a span of its own.
         let attempt = record.job.and_then(attempt_of);
@@ -101,6 +106,46 @@ impl WorkerLogs {
 /// Whether the program has installed no `tracing` subscriber (here, or for all).
 pub(in crate::master) fn no_subscriber() -> bool {
     tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>())
+}
+
+/// Hands `record` to the program's `log` logger, if it has one that takes its level;
+/// says whether it did.
+fn to_log_crate(worker: u64, level: Level, record: &LogRecord) -> bool {
+    let level = match level {
+        Level::ERROR => log::Level::Error,
+        Level::WARN => log::Level::Warn,
+        Level::INFO => log::Level::Info,
+        Level::DEBUG => log::Level::Debug,
+        Level::TRACE => log::Level::Trace,
+    };
+    if level > log::max_level() {
+        return log::max_level() != log::LevelFilter::Off;
+    }
+    let mut message = String::new();
+    for (name, value) in &record.fields {
+        if !message.is_empty() {
+            message.push(' ');
+        }
+        match name.as_str() {
+            "message" => message.push_str(&value.to_string()),
+            _ => message.push_str(&format!("{name}={value}")),
+        }
+    }
+    let job = record
+        .job
+        .map(|job| format!(" job={job}"))
+        .unwrap_or_default();
+    log::logger().log(
+        &log::Record::builder()
+            .level(level)
+            .target(&record.target)
+            .module_path(record.module_path.as_deref())
+            .file(record.file.as_deref())
+            .line(record.line)
+            .args(format_args!("{message} worker={worker}{job}"))
+            .build(),
+    );
+    true
 }
 
 /// A warning or error of a worker, for a program without a subscriber.

@@ -125,7 +125,8 @@ where
             heartbeat_ms: heartbeat_every(self.settings.liveness_timeout).as_millis() as u64,
             context: self.settings.context.clone(),
             // What the subscriber takes now: a worker sends nothing finer.
-            log_level: level_number(tracing::level_filters::LevelFilter::current().into_level()),
+            log_level: level_number(tracing::level_filters::LevelFilter::current().into_level())
+                .max(log_level_number(log::max_level())),
             time_jobs: crate::metrics::wanted(),
         }
     }
@@ -221,4 +222,10 @@ where
             "worker ran {limit} jobs: replacing it"
         );
     }
+}
+
+/// The most verbose level a `log` logger of the program takes, as a log level number.
+fn log_level_number(filter: log::LevelFilter) -> u8 {
+    // `log` counts the same way: off 0, error 1 ... trace 5.
+    filter as u8
 }
