@@ -811,9 +811,10 @@ async fn a_job_larger_than_the_servers_messages_fails_alone() {
 #[tokio::test]
 async fn a_failing_init_is_a_crash_loop_and_burns_no_job() {
     let Some(url) = nats_url() else { return };
+    let run = unique_run("init");
     let error = Conductor::<u64, u64>::new("nats_never_starts")
         .nats(&url)
-        .run_name(unique_run("init"))
+        .run_name(&run)
         .run_secret(TEST_SECRET)
         .worker_limit(1)
         .crash_loop_limit(3)
@@ -828,6 +829,19 @@ async fn a_failing_init_is_a_crash_loop_and_burns_no_job() {
         error.failures::<u64>().is_empty(),
         "jobs were charged: {error}"
     );
+    // A failed run keeps its streams, to be resumed; this one never will be.
+    remove_run(&url, &run).await;
+}
+
+/// Removes what a run that stopped early left on the server: tests leave nothing.
+async fn remove_run(url: &str, run: &str) {
+    let client = async_nats::connect(url).await.expect("the test connects");
+    let jetstream = async_nats::jetstream::new(client);
+    for stream in ["JOBS", "RESULTS"] {
+        let _ = jetstream
+            .delete_stream(format!("CONDUCTOR_{run}_{stream}"))
+            .await;
+    }
 }
 
 #[tokio::test]
