@@ -24,6 +24,10 @@ where
 {
     /// Hands the dashboard a snapshot, if one is served and the last is old.
     pub(super) fn show_dashboard(&mut self) {
+        // Checked first: the run loop calls this on every turn, dashboard or not.
+        if !self.dashboard.is_served() {
+            return;
+        }
         let now = Instant::now();
         if self.dashboard.due(now) {
             let snapshot = self.snapshot(now, false);

@@ -121,16 +121,7 @@ fn to_log_crate(worker: u64, level: Level, record: &LogRecord) -> bool {
     if level > log::max_level() {
         return log::max_level() != log::LevelFilter::Off;
     }
-    let mut message = String::new();
-    for (name, value) in &record.fields {
-        if !message.is_empty() {
-            message.push(' ');
-        }
-        match name.as_str() {
-            "message" => message.push_str(&value.to_string()),
-            _ => message.push_str(&format!("{name}={value}")),
-        }
-    }
+    let message = record.fields_text();
     let job = record
         .job
         .map(|job| format!(" job={job}"))
@@ -246,16 +237,7 @@ impl Replayed {
 
 /// `record` with its fields written into its message, for the generic call site.
 fn generic(record: LogRecord) -> LogRecord {
-    let mut message = format!("{}:", record.target);
-    for (name, value) in &record.fields {
-        let shown = value.to_string();
-        message.push(' ');
-        if name != "message" {
-            message.push_str(name);
-            message.push('=');
-        }
-        message.push_str(&shown);
-    }
+    let message = format!("{}: {}", record.target, record.fields_text());
     LogRecord {
         level: record.level,
         target: GENERIC_TARGET.to_string(),

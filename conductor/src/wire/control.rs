@@ -132,6 +132,24 @@ impl std::fmt::Display for LogValue {
     }
 }
 
+impl LogRecord {
+    /// The fields as one line of text: the message as it is, then `name=value`.
+    pub fn fields_text(&self) -> String {
+        let mut text = String::new();
+        for (name, value) in &self.fields {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            if name != "message" {
+                text.push_str(name);
+                text.push('=');
+            }
+            text.push_str(&value.to_string());
+        }
+        text
+    }
+}
+
 /// Log levels travel as numbers: 0 is "none", then error (1) to trace (5).
 pub fn level_number(level: Option<tracing::Level>) -> u8 {
     match level {

@@ -198,15 +198,7 @@ fn to_stderr(record: &LogRecord) {
         return;
     }
     let level = level_of_number(record.level).map_or("?", |l| l.as_str());
-    let mut line = format!("{level} {}: ", record.target);
-    for (name, value) in &record.fields {
-        let _ = match (name.as_str(), value) {
-            ("message", LogValue::Shown(text)) => write!(line, "{text} "),
-            (_, value) => write!(line, "{name}={value} "),
-        };
-    }
-    line.pop();
-    line.push('\n');
+    let line = format!("{level} {}: {}\n", record.target, record.fields_text());
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
