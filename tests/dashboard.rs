@@ -335,17 +335,11 @@ async fn dashboard_from_the_environment_entry() {
 
 #[test]
 fn conductor_dashboard_turns_it_on_without_a_line_of_code() {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "dashboard_from_the_environment_entry",
-            "--exact",
-            "--nocapture",
-        ])
-        .env("CONDUCTOR_DASHBOARD", "0")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (passed, stderr) = common::run_entry(
+        "dashboard_from_the_environment_entry",
+        ("CONDUCTOR_DASHBOARD", "0"),
+    );
+    assert!(passed, "{stderr}");
     assert!(
         stderr.contains("conductor dashboard of `dashboard_job`: http://127.0.0.1:"),
         "{stderr}"

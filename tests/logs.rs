@@ -14,7 +14,6 @@ use tracing::{Event, Metadata, Subscriber};
 
 conductor::test_support!();
 
-#[cfg(feature = "nats")]
 mod common;
 
 /// Logs in every way job code can; job 2 fails on its first attempt.
@@ -259,13 +258,11 @@ async fn master_without_subscriber_entry() {
 
 #[test]
 fn without_a_subscriber_workers_warnings_still_reach_stderr() {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["master_without_subscriber_entry", "--exact", "--nocapture"])
-        .env("CONDUCTOR_TEST_NO_SUBSCRIBER", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (passed, stderr) = common::run_entry(
+        "master_without_subscriber_entry",
+        ("CONDUCTOR_TEST_NO_SUBSCRIBER", "1"),
+    );
+    assert!(passed, "{stderr}");
     for job in 0..3 {
         let line = format!("WARN worker 1: logs: disk almost full while writing part {job}");
         assert!(stderr.contains(&line), "{stderr}");
@@ -313,13 +310,11 @@ async fn master_with_a_log_logger_entry() {
 
 #[test]
 fn a_program_that_logs_with_the_log_crate_hears_its_workers_there() {
-    let output = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["master_with_a_log_logger_entry", "--exact", "--nocapture"])
-        .env("CONDUCTOR_TEST_LOG_LOGGER", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    let (passed, stderr) = common::run_entry(
+        "master_with_a_log_logger_entry",
+        ("CONDUCTOR_TEST_LOG_LOGGER", "1"),
+    );
+    assert!(passed, "{stderr}");
     for job in [30, 31] {
         // A `tracing` event and a `log` record of job code, at info and warn.
         assert!(

@@ -12,7 +12,7 @@ use conductor::{Conductor, Event, Running, Worker};
 conductor::test_support!();
 
 mod common;
-use common::nats_url;
+use common::{nats_url, unique_run};
 
 /// The secret of the tests' runs, so that workers started by hand can join them.
 const TEST_SECRET: &str = "5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2";
@@ -37,15 +37,6 @@ fn nats_poison(job: u64) -> anyhow::Result<u64> {
         std::process::abort();
     }
     Ok(job)
-}
-
-/// A run name no other test (or earlier test run) uses.
-fn unique_run(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("test-{name}-{}-{nanos}", std::process::id())
 }
 
 /// This test binary, started as a worker that joins `run` by hand.
@@ -1017,13 +1008,17 @@ fn the_printed_join_line_joins_a_worker_to_the_distributed_example() {
 async fn a_worker_without_the_runs_secret_is_told_so_and_the_run_goes_on() {
     let Some(url) = nats_url() else { return };
     let run = unique_run("secret");
+    // The source stays open until both workers were turned away: the run (and the
+    // master they ask) cannot end before.
+    let (more, mut jobs) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    (0..300).for_each(|n| more.send(n).unwrap());
     let running = Conductor::<u64, u64>::new("nats_cube")
         .nats(&url)
         .run_name(&run)
         .run_secret(TEST_SECRET)
         .worker_limit(1)
         .logging(false)
-        .jobs(0..300)
+        .job_stream(futures_util::stream::poll_fn(move |cx| jobs.poll_recv(cx)))
         .start()
         .unwrap();
     let missing = hand_worker_command(&url, &run, None)
@@ -1050,6 +1045,7 @@ async fn a_worker_without_the_runs_secret_is_told_so_and_the_run_goes_on() {
         !stderr.contains(&"00".repeat(32)),
         "the secret is never printed back"
     );
+    drop(more);
     let (outputs, report) = collect(running).await;
     assert_eq!(outputs.len(), 300);
     assert!(

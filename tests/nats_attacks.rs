@@ -15,6 +15,10 @@ use conductor::{Conductor, Event, Report};
 mod common;
 use common::nats_url;
 
+fn unique_run(name: &str) -> String {
+    common::unique_run(&format!("attack-{name}"))
+}
+
 conductor::test_support!();
 
 /// Each output names its job: a forged one cannot pass for the real thing.
@@ -28,14 +32,6 @@ const JOBS: u64 = 300;
 
 fn job(n: u64) -> String {
     format!("classified-job-{n}")
-}
-
-fn unique_run(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("attack-{name}-{}-{nanos}", std::process::id())
 }
 
 /// Everything published on the run's subjects, with its headers, as an outsider sees it.

@@ -40,3 +40,29 @@ pub fn nats_url() -> Option<String> {
     eprintln!("SKIPPED: no NATS server at {url} (set CONDUCTOR_REQUIRE_NATS=1 to fail instead)");
     None
 }
+
+/// A name for a run no other test (or earlier test run) uses.
+#[allow(dead_code)]
+pub fn unique_run(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("test-{name}-{}-{nanos}", std::process::id())
+}
+
+/// Runs the test `entry` of this test binary as a program of its own, with the
+/// environment variable `variable` set (the entry does nothing without it); returns
+/// whether it passed, and its stderr.
+#[allow(dead_code)]
+pub fn run_entry(entry: &str, variable: (&str, &str)) -> (bool, String) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([entry, "--exact", "--nocapture"])
+        .env(variable.0, variable.1)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
