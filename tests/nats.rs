@@ -318,8 +318,9 @@ async fn a_job_that_kills_its_workers_fails_after_its_attempts() {
     let failures = report.failures();
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].job, 7);
+    assert_eq!(failures[0].attempts, 2);
     assert!(
-        failures[0].error.contains("2 attempts"),
+        failures[0].error.contains("attempt 2 of 2"),
         "{}",
         failures[0].error
     );
@@ -888,11 +889,13 @@ async fn local_workers_are_recycled_after_max_jobs() {
     for (worker_id, _) in outputs.values() {
         *per_worker.entry(*worker_id).or_default() += 1;
     }
+    // A worker takes whole messages, of a quarter of its limit at most: the one it
+    // takes last may carry it past the limit by that much.
     assert!(
-        per_worker.values().all(|&jobs| jobs <= 50),
+        per_worker.values().all(|&jobs| jobs <= 50 + 50 / 4),
         "{per_worker:?}"
     );
-    assert!(report.workers_started() >= 8, "{report:?}");
+    assert!(report.workers_started() >= 7, "{report:?}");
     assert_eq!(report.worker_crashes(), 0, "recycling is not crashing");
 }
 

@@ -23,6 +23,10 @@ pub(super) struct Accounts<J> {
     /// A resumed run reads what it already finished before it takes jobs from the
     /// source (until its transport says `CaughtUp`).
     pub catching_up: bool,
+    /// Jobs of a run queue known to be running on a worker, by that worker: each runs
+    /// alone there, or its worker said it crashed in it. If its message comes again,
+    /// it is the job to charge (`redelivery.rs`).
+    pub running_alone: HashMap<u64, u64>,
 }
 
 impl<J> Accounts<J> {
@@ -39,6 +43,7 @@ impl<J> Accounts<J> {
             settled_before: HashMap::new(),
             resumed: 0,
             catching_up,
+            running_alone: HashMap::new(),
         }
     }
 

@@ -16,22 +16,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::backoff::{jitter, Backoff};
+pub(crate) use super::in_flight::PendingJob;
+use super::in_flight::{InFlight, InFlightJobs};
+use super::RUN_QUEUE;
 use crate::report::{Attempt, FailureKind};
 use crate::settings::Retry;
 use crate::wire::BatchWriter;
-
-/// A job the ledger holds. It is encoded anew each time it is sent, straight into
-/// the outgoing frame, so the ledger keeps no second copy of it.
-pub(crate) struct PendingJob<J> {
-    pub id: u64,
-    pub job: J,
-    /// Runs that ended with the job's worker crashing or timing out.
-    pub attempts: u32,
-    /// Runs that returned an error (retried while the retry policy allows).
-    pub returned: u32,
-    /// How each earlier run ended, oldest first.
-    pub history: Vec<Attempt>,
-}
 
 /// A job whose fate is sealed, or put off.
 pub(crate) enum Settled<J> {
@@ -61,22 +51,21 @@ pub(crate) enum Blame {
     Unknown,
 }
 
-struct InFlight<J> {
-    job: PendingJob<J>,
-    sent_at: Instant,
-}
-
 struct WorkerQueue<J> {
-    jobs: VecDeque<InFlight<J>>,
+    jobs: InFlightJobs<J>,
     last_progress: Option<Instant>,
     /// The worker holds a suspect: it gets nothing else until that answers.
     isolating: bool,
 }
 
-impl<J> Default for WorkerQueue<J> {
-    fn default() -> Self {
+impl<J> WorkerQueue<J> {
+    /// The queue of `holder`: a worker's jobs in the order sent, a run queue's by id.
+    fn of(holder: u64) -> Self {
         WorkerQueue {
-            jobs: VecDeque::new(),
+            jobs: match holder {
+                RUN_QUEUE => InFlightJobs::ById(Default::default()),
+                _ => InFlightJobs::Ordered(VecDeque::new()),
+            },
             last_progress: None,
             isolating: false,
         }
@@ -228,13 +217,7 @@ impl<J> Ledger<J> {
         now: Instant,
     ) -> Option<Settled<J>> {
         let queue = self.workers.get_mut(&worker)?;
-        // Workers answer in order, so the match is almost always at the front.
-        let InFlight { job, .. } = if queue.jobs.front().is_some_and(|f| f.job.id == id) {
-            queue.jobs.pop_front()?
-        } else {
-            let position = queue.jobs.iter().position(|f| f.job.id == id)?;
-            queue.jobs.remove(position)?
-        };
+        let InFlight { job, .. } = queue.jobs.remove(id)?;
         queue.last_progress = Some(now);
         if queue.jobs.is_empty() {
             queue.isolating = false;
@@ -278,7 +261,7 @@ impl<J> Ledger<J> {
     /// Which run of job `id` this is (1 for the first), while `worker` holds it.
     pub fn attempt_of(&self, worker: u64, id: u64) -> Option<u32> {
         let queue = self.workers.get(&worker)?;
-        let in_flight = queue.jobs.iter().find(|in_flight| in_flight.job.id == id)?;
+        let in_flight = queue.jobs.get(id)?;
         Some(in_flight.job.attempts + in_flight.job.returned + 1)
     }
 
@@ -302,10 +285,10 @@ impl<J> Ledger<J> {
             Blame::TimedOut => FailureKind::TimedOut,
             _ => FailureKind::Crashed,
         };
-        let Some(queue) = self.workers.remove(&worker) else {
+        let Some(mut queue) = self.workers.remove(&worker) else {
             return Vec::new();
         };
-        let mut jobs: Vec<PendingJob<J>> = queue.jobs.into_iter().map(|f| f.job).collect();
+        let mut jobs: Vec<PendingJob<J>> = queue.jobs.take_all();
         self.in_flight -= jobs.len();
         // `Some(culprit)` when blame is certain; the culprit may have answered already.
         let blamed = match blame {
@@ -347,6 +330,38 @@ impl<J> Ledger<J> {
         failures
     }
 
+    /// Charges job `id`, which `holder` still holds, one attempt: its worker stopped
+    /// while the job was running, and the job is to run again where it is (a run
+    /// queue's message that came again). Returns the error to fail it with once it has
+    /// used its attempts (its failure is settled when that is reported), or `None` if it
+    /// runs again; `None` too when `holder` does not hold it.
+    pub fn charge_held(&mut self, holder: u64, id: u64, reason: &str) -> Option<String> {
+        let queue = self.workers.get_mut(&holder)?;
+        let job = &mut queue.jobs.get_mut(id)?.job;
+        let error = format!(
+            "{reason} (attempt {} of {})",
+            job.attempts + 1,
+            self.max_attempts
+        );
+        // The last attempt is counted when its failure settles.
+        if job.attempts + 1 >= self.max_attempts {
+            return Some(error);
+        }
+        job.attempts += 1;
+        job.history.push(Attempt {
+            kind: FailureKind::Crashed,
+            error,
+        });
+        None
+    }
+
+    /// Whether `holder` holds job `id`, not yet settled.
+    pub fn holds(&self, holder: u64, id: u64) -> bool {
+        self.workers
+            .get(&holder)
+            .is_some_and(|q| q.jobs.get(id).is_some())
+    }
+
     /// Takes back the `count` jobs sent to `worker` last, which it never received
     /// (they waited in its lane): they are ready again, in submission order before any
     /// fresh job, and no attempt is charged.
@@ -354,9 +369,7 @@ impl<J> Ledger<J> {
         let Some(queue) = self.workers.get_mut(&worker) else {
             return;
         };
-        let count = count.min(queue.jobs.len());
-        let at = queue.jobs.len() - count;
-        let jobs: Vec<PendingJob<J>> = queue.jobs.drain(at..).map(|f| f.job).collect();
+        let jobs = queue.jobs.take_newest(count);
         self.in_flight -= jobs.len();
         self.requeue(jobs);
     }
@@ -369,15 +382,7 @@ impl<J> Ledger<J> {
             return 0;
         };
         let wanted: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
-        let mut jobs = Vec::with_capacity(wanted.len());
-        let mut kept = VecDeque::with_capacity(queue.jobs.len());
-        for entry in queue.jobs.drain(..) {
-            match wanted.contains(&entry.job.id) {
-                true => jobs.push(entry.job),
-                false => kept.push_back(entry),
-            }
-        }
-        queue.jobs = kept;
+        let jobs = queue.jobs.take_where(|id| wanted.contains(&id));
         if queue.jobs.is_empty() {
             queue.isolating = false;
         }
@@ -422,8 +427,8 @@ impl<J> Ledger<J> {
         jobs.extend(self.retry.drain(..));
         jobs.extend(self.fresh.drain(..));
         jobs.extend(self.backoff.drain());
-        for (_, queue) in std::mem::take(&mut self.workers) {
-            jobs.extend(queue.jobs.into_iter().map(|f| f.job));
+        for (_, mut queue) in std::mem::take(&mut self.workers) {
+            jobs.extend(queue.jobs.take_all());
         }
         self.in_flight = 0;
         jobs.sort_by_key(|j| j.id);
@@ -464,7 +469,10 @@ impl<J: Serialize> Ledger<J> {
         refused: &mut Vec<Failure<J>>,
         now: Instant,
     ) -> usize {
-        let queue = self.workers.entry(worker).or_default();
+        let queue = self
+            .workers
+            .entry(worker)
+            .or_insert_with(|| WorkerQueue::of(worker));
         if room == 0 || queue.isolating {
             return 0;
         }

@@ -54,8 +54,10 @@ mod backoff;
 mod ending;
 mod events;
 mod feeding;
+mod in_flight;
 mod ledger;
 
+mod redelivery;
 mod run_loop;
 mod settle;
 mod snapshot;

@@ -17,7 +17,7 @@ use super::stats_round::Aggregator;
 use super::thread::RunInput;
 use super::worker_logs::WorkerLogs;
 use super::workers::Workers;
-use super::{FromWorker, Master, WorkerEvent};
+use super::{FromWorker, Master, WorkerEvent, RUN_QUEUE};
 use crate::dashboard::Board;
 use crate::error::Error;
 use crate::handle::Command;
@@ -141,6 +141,7 @@ where
                 }
                 master.maybe_finish(source.is_none());
                 master.spawn_workers(source.is_some()).await;
+                master.feeding.source_dry = source.is_none();
                 master.dispatch();
             }
             master.maybe_end_drain();
@@ -257,10 +258,15 @@ where
                 }
             }
             WorkerEvent::Crash { reason, job } => {
+                if let (Some(job), RUN_QUEUE) = (job, self.holder(worker_id)) {
+                    self.on_running_alone(worker_id, job);
+                }
                 if let Some(slot) = self.workers.slots.get_mut(&worker_id) {
                     slot.crash = Some((reason, job));
                 }
             }
+            WorkerEvent::Redelivered { ask, jobs } => self.on_redelivered(worker_id, ask, jobs),
+            WorkerEvent::RunningAlone(job) => self.on_running_alone(worker_id, job),
             WorkerEvent::Bye => {
                 if let Some(slot) = self.workers.slots.get_mut(&worker_id) {
                     slot.said_bye = true;

@@ -23,6 +23,9 @@ where
         let started = self.oldest_start(worker_id);
         let now = Instant::now();
         let count = self.settle_results(worker_id, body, now);
+        if self.holder(worker_id) == RUN_QUEUE {
+            self.feeding.run_queue.observe(worker_id, count, now);
+        }
         self.after_answers(worker_id, count, started, now);
     }
 
@@ -97,6 +100,9 @@ where
             let Some(settled) = self.accounts.ledger.settle(holder, entry.id, outcome, now) else {
                 continue;
             };
+            if !self.accounts.running_alone.is_empty() {
+                self.accounts.running_alone.remove(&entry.id);
+            }
             count += 1;
             match settled {
                 Settled::Completed { id, job } => {

@@ -61,6 +61,8 @@ pub(crate) fn route_frame(
         ToMaster::Heartbeat => send(WorkerEvent::Heartbeat),
         ToMaster::LimitReached { reason } => send(WorkerEvent::LimitReached(reason)),
         ToMaster::Log(record) => send(WorkerEvent::Log(record)),
+        ToMaster::Redelivered { ask, jobs } => send(WorkerEvent::Redelivered { ask, jobs }),
+        ToMaster::RunningAlone { job } => send(WorkerEvent::RunningAlone(job)),
     }
     Ok(())
 }

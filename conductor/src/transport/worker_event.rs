@@ -50,6 +50,15 @@ pub(crate) enum WorkerEvent {
     /// A message from a worker that joined from elsewhere made no sense; it was dropped.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     Malformed(String),
+    /// Jobs of a run queue's message came again to this worker: which are to run?
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    Redelivered {
+        ask: u64,
+        jobs: Vec<u64>,
+    },
+    /// A job of a message that came again runs alone on this worker now.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    RunningAlone(u64),
     /// A worker asks to join the run from elsewhere; the run loop decides.
     #[cfg_attr(not(feature = "nats"), allow(dead_code))]
     Join {

@@ -52,6 +52,14 @@ pub enum ToWorker {
     Abort,
     /// Send back every job received and not yet started: a worker elsewhere is idle.
     GiveBack,
+    /// The answer to [`ToMaster::Redelivered`]: of the jobs of a run queue's message that
+    /// came again, those to `run` (each alone), and those that used up their attempts,
+    /// with the error to report for each. The others are settled already.
+    Redelivery {
+        ask: u64,
+        run: Vec<u64>,
+        failed: Vec<(u64, String)>,
+    },
 }
 
 /// Control messages from a worker to its master.
@@ -98,6 +106,18 @@ pub enum ToMaster {
     },
     /// A `tracing` event or `log` record from the worker, for the master's subscriber.
     Log(LogRecord),
+    /// A message of the run queue came to this worker again (its holder before died or
+    /// lost its lease): which of its `jobs` are still to run? Answered with
+    /// [`ToWorker::Redelivery`].
+    Redelivered {
+        ask: u64,
+        jobs: Vec<u64>,
+    },
+    /// Job `job`, of a message that came again, is about to run alone on this worker:
+    /// if its message comes again, it was running when this worker stopped.
+    RunningAlone {
+        job: u64,
+    },
 }
 
 /// A `tracing` event or `log` record, as a worker sends it to its master.

@@ -43,7 +43,7 @@ pub(crate) use control::{
 pub(crate) use frame::{read_frame, Frame, FrameReader};
 
 /// Bumped whenever a frame or message changes shape.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// A worker reads its handshake before it knows the run's frame limit: the
 /// handshake (and the context it carries) must fit in this.
@@ -55,6 +55,25 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
 pub(crate) const KIND_CONTROL: u8 = 1;
 const KIND_JOBS: u8 = 2;
 pub(crate) const KIND_RESULTS: u8 = 3;
+
+/// The whole jobs frame around a jobs frame's `body` (what follows its kind byte), as
+/// a run queue's message carries it.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) fn jobs_frame(body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(body.len() + 5);
+    frame.extend_from_slice(&(body.len() as u32 + 1).to_le_bytes());
+    frame.push(KIND_JOBS);
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// The ids of the jobs in a jobs frame's `body`, in order.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) fn job_ids(body: bytes::Bytes) -> Result<Vec<u64>, ProtocolError> {
+    let mut queue = JobQueue::default();
+    queue.push_frame(body);
+    queue.take_unstarted()
+}
 
 /// What can go wrong with a frame: the peer broke the protocol.
 #[derive(Debug, thiserror::Error)]

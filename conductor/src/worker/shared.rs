@@ -288,6 +288,8 @@ impl WorkerShared {
                 None
             }
             Ok(ToWorker::Config(_)) => self.protocol_failure("a second handshake"),
+            // For the NATS bridge, which keeps it: never sent down to the worker loop.
+            Ok(ToWorker::Redelivery { .. }) => None,
             Err(e) => self.protocol_failure(&e.to_string()),
         }
     }

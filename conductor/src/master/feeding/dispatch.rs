@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::pacer::MAX_BATCH_BYTES;
-use crate::master::{Master, RUN_QUEUE};
+use crate::master::Master;
 use crate::wire::BatchWriter;
 
 impl<J, O> Master<J, O>
@@ -113,30 +113,15 @@ where
         taken
     }
 
-    /// Puts ready jobs in the run queue, up to its window; any worker pulls them.
-    fn fill_run_queue(&mut self) {
-        let window = self.transport.queue_window();
-        loop {
-            let room = window.saturating_sub(self.accounts.ledger.in_flight_on(RUN_QUEUE));
-            if room == 0 || self.accounts.ledger.ready() == 0 {
-                return;
-            }
-            let (frame, taken) = self.take_batch(RUN_QUEUE, room);
-            let resent = self.accounts.ledger.take_resent();
-            if let Some((frame, _)) = frame {
-                self.transport.hand_out(frame, resent);
-            }
-            if taken == 0 {
-                return;
-            }
-        }
-    }
-
     /// Moves up to `room` ready jobs onto `holder` (a worker, or the run queue),
     /// encoded in one jobs frame; a job too large for a frame fails here. Returns the
     /// frame and the jobs in it, if any job went in, and how many jobs left the ready
     /// queues.
-    fn take_batch(&mut self, holder: u64, room: usize) -> (Option<(Bytes, usize)>, usize) {
+    pub(super) fn take_batch(
+        &mut self,
+        holder: u64,
+        room: usize,
+    ) -> (Option<(Bytes, usize)>, usize) {
         let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
         let mut refused = Vec::new();
         let sent = self.accounts.ledger.dispatch(

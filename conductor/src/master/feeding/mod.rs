@@ -9,12 +9,14 @@
 //! - [`give_back`]: jobs received but not started come back for an idle worker;
 //! - [`lanes`]: jobs staged at the master's end of a fixed-window worker's link, and
 //!   the answers that wait there for the run loop;
-//! - [`pacer`]: each worker's window, from how long its jobs take.
+//! - [`pacer`]: each worker's window, from how long its jobs take;
+//! - [`run_queue`]: jobs for a run queue, in messages sized the same way.
 
 mod dispatch;
 mod give_back;
 mod lanes;
 pub(super) mod pacer;
+pub(super) mod run_queue;
 mod source;
 
 pub(super) use source::pull_stream;
@@ -30,4 +32,8 @@ pub(super) struct Feeding {
     /// When to look again at a busy worker whose jobs an idle one could take, once its
     /// running job has run long enough to be worth a give-back.
     pub(super) recheck_at: Option<std::time::Instant>,
+    /// Jobs per message of a run queue.
+    pub(super) run_queue: run_queue::MessageSizer,
+    /// The source has no more jobs: a run queue's last message may go out short.
+    pub(super) source_dry: bool,
 }

@@ -22,8 +22,8 @@ where
             return 0;
         }
         let ledger = &self.accounts.ledger;
-        let queue_window = self.transport.queue_window();
-        if queue_window > 0 {
+        if self.transport.queue_window() > 0 {
+            let queue_window = self.run_queue_window();
             // Only what goes on the queue at once: a job pulled from the source is
             // handed out in the same turn, so no result can find it still unpublished.
             let held = ledger.ready() + ledger.in_flight_on(RUN_QUEUE);

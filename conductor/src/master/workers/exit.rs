@@ -80,6 +80,7 @@ where
         slot.link.close();
         self.shared.forget_worker(worker_id);
         self.worker_logs.forget(worker_id);
+        self.feeding.run_queue.forget(worker_id);
         let (code, signal) = match &status {
             Ok(status) => (status.code(), status.signal()),
             Err(_) => (None, None),

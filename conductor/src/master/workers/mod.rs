@@ -167,6 +167,15 @@ impl Workers {
             .collect()
     }
 
+    /// Workers that take jobs from a run queue now (at least one, for sizing).
+    pub fn pulling(&self) -> usize {
+        self.slots
+            .values()
+            .filter(|w| w.state == SlotState::Ready && w.feed == Feed::RunQueue)
+            .count()
+            .max(1)
+    }
+
     /// Workers that take jobs from the master now, each fed its own.
     pub fn ready_to_feed(&self) -> Vec<u64> {
         self.slots

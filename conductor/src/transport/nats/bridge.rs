@@ -19,25 +19,22 @@ use bytes::{BufMut, Bytes};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
+use super::held::Held;
 use super::join_request::{ask_to_join, Accepted};
 use super::seal::{frame_context, Purpose, ReplayWindow, RunKey, RunSecret, Sealer};
-use super::{
-    header_u64, RunNames, HEADER_JOB, HEADER_MASTER, HEADER_WORKER, HEARTBEAT, RETRY,
-    WORKERS_CONSUMER,
-};
+use super::{RunNames, HEADER_MASTER, HEADER_WORKER, HEARTBEAT, RETRY, WORKERS_CONSUMER};
 use crate::settings::NatsAuth;
 use crate::transport::Joined;
 use crate::wire::{
-    control_frame, decode_control, BatchWriter, FailedAs, FrameReader, Request, ToMaster, ToWorker,
-    KIND_CONTROL,
+    control_frame, decode_control, FrameReader, Request, ToMaster, ToWorker, KIND_CONTROL,
 };
 
 /// How long a pull waits for jobs before asking again.
-const PULL_WAIT: Duration = Duration::from_millis(250);
+pub(super) const PULL_WAIT: Duration = Duration::from_millis(250);
 /// How long a request waits for its reply before it is sent again.
-const REASK: Duration = Duration::from_secs(3);
+pub(super) const REASK: Duration = Duration::from_secs(3);
 
 /// Connects, asks the run's master to join, and starts the bridge on its own thread.
 /// An error is the reason the worker cannot join, for the operator.
@@ -149,7 +146,9 @@ async fn run_bridge(
         worker_id,
         master_id,
         write: tokio::sync::Mutex::new(write),
-        held: Mutex::new(HashMap::new()),
+        held: Mutex::new(Held::default()),
+        redeliveries: Mutex::new(HashMap::new()),
+        next_ask: std::sync::atomic::AtomicU64::new(1),
         room: Notify::new(),
         started: std::sync::atomic::AtomicBool::new(false),
         asked: Mutex::new(HashMap::new()),
@@ -214,31 +213,38 @@ async fn run_bridge(
     exit_hook_done();
 }
 
-struct Bridge {
-    client: Client,
-    jetstream: jetstream::Context,
-    names: RunNames,
-    worker_id: u64,
+pub(super) struct Bridge {
+    pub(super) client: Client,
+    pub(super) jetstream: jetstream::Context,
+    pub(super) names: RunNames,
+    pub(super) worker_id: u64,
     master_id: String,
     write: tokio::sync::Mutex<OwnedWriteHalf>,
-    /// Jobs handed to the worker loop and not yet answered, by job id.
-    held: Mutex<HashMap<u64, jetstream::Message>>,
+    /// The run queue's messages it holds, and their jobs not yet answered.
+    held: Mutex<Held>,
+    /// The master's answers about messages that came again, awaited by ask number.
+    pub(super) redeliveries: Mutex<HashMap<u64, oneshot::Sender<Redelivery>>>,
+    pub(super) next_ask: std::sync::atomic::AtomicU64,
     /// Signalled when held jobs are answered, and when the worker is ready.
-    room: Notify,
+    pub(super) room: Notify,
     /// The worker loop said it is ready: its init went well.
-    started: std::sync::atomic::AtomicBool,
+    pub(super) started: std::sync::atomic::AtomicBool,
     /// Requests to the master not answered yet, by request id, with when they went.
     asked: Mutex<HashMap<u64, (Bytes, Instant)>>,
-    stopping: std::sync::atomic::AtomicBool,
-    window: usize,
-    max_attempts: u32,
+    pub(super) stopping: std::sync::atomic::AtomicBool,
+    pub(super) window: usize,
+    pub(super) max_attempts: u32,
     /// Jobs it may still pull before it is replaced.
-    pulls_left: std::sync::atomic::AtomicU64,
+    pub(super) pulls_left: std::sync::atomic::AtomicU64,
     /// Seals what it sends and opens what it gets.
-    sealer: Sealer,
+    pub(super) sealer: Sealer,
     /// The master's frames taken so far: each is taken once.
     from_master: Mutex<ReplayWindow>,
 }
+
+/// The master's answer about a message that came again: the jobs to run, and those
+/// to fail with their error (`ToWorker::Redelivery`).
+pub(super) type Redelivery = (Vec<u64>, Vec<(u64, String)>);
 
 impl Bridge {
     fn headers(&self) -> HeaderMap {
@@ -249,7 +255,7 @@ impl Bridge {
     }
 
     /// Sends a control frame body to the master, sealed and numbered.
-    async fn to_master(&self, body: &[u8]) {
+    pub(super) async fn to_master(&self, body: &[u8]) {
         let context = frame_context(&self.master_id, self.worker_id);
         let sealed = self.sealer.seal_frame(Purpose::ToMaster, &context, body);
         let _ = self
@@ -259,11 +265,11 @@ impl Bridge {
     }
 
     /// Writes a whole frame (header included) to the worker loop.
-    async fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
+    pub(super) async fn write_frame(&self, frame: &[u8]) -> std::io::Result<()> {
         self.write.lock().await.write_all(frame).await
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, jetstream::Message>> {
+    pub(super) fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -302,8 +308,9 @@ impl Bridge {
         }
     }
 
-    /// Stores a results frame until the server confirms, then acks its jobs.
-    async fn store_results(&self, body: Bytes) {
+    /// Stores a results frame until the server confirms, then acks the messages all
+    /// of whose jobs are answered.
+    pub(super) async fn store_results(&self, body: Bytes) {
         let sealed = self
             .sealer
             .key
@@ -319,6 +326,12 @@ impl Bridge {
             };
             match stored {
                 Ok(()) => break,
+                // The run is over (its master settled every job and removed its
+                // streams): these answers are of jobs run twice, and nobody needs them.
+                Err(_) if self.results_stream_gone().await => {
+                    self.run_is_over().await;
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(
                         target: "conductor::worker",
@@ -329,18 +342,24 @@ impl Bridge {
                 }
             }
         }
-        let answered: Vec<jetstream::Message> = {
-            let mut held = self.held();
+        let answered = self.held().answered(
             crate::wire::ResultsReader::new(&body[1..])
                 .filter_map(|entry| entry.ok())
-                .filter_map(|entry| held.remove(&entry.id))
-                .collect()
-        };
+                .map(|entry| entry.id),
+        );
         for message in answered {
             // If the ack is lost, the job comes back and its second answer is ignored.
             let _ = message.ack().await;
         }
         self.room.notify_one();
+    }
+
+    /// Whether the server says the run's results stream no longer exists.
+    async fn results_stream_gone(&self) -> bool {
+        match self.jetstream.get_stream(self.names.results_stream()).await {
+            Err(e) => is_stream_gone(&e),
+            Ok(_) => false,
+        }
     }
 
     /// Control frames from the master to the worker loop.
@@ -392,6 +411,18 @@ impl Bridge {
                 Ok(ToWorker::Reply { request_id, .. }) => {
                     self.asked().remove(&request_id);
                 }
+                // For the bridge itself: which jobs of a message that came again to run.
+                Ok(ToWorker::Redelivery { ask, run, failed }) => {
+                    let waiter = self
+                        .redeliveries
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&ask);
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send((run, failed));
+                    }
+                    continue;
+                }
                 Ok(ToWorker::Stop | ToWorker::Abort) => {
                     self.stopping
                         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -417,117 +448,6 @@ impl Bridge {
         }
     }
 
-    /// Pulls jobs while the worker has room, and hands them over as jobs frames.
-    async fn pull_jobs(self: Arc<Self>) {
-        let mut consumer = None;
-        while !self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-            if !self.started.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = tokio::time::timeout(PULL_WAIT, self.room.notified()).await;
-                continue;
-            }
-            let left = self.pulls_left.load(std::sync::atomic::Ordering::Relaxed);
-            let room = self
-                .window
-                .saturating_sub(self.held().len())
-                .min(usize::try_from(left).unwrap_or(usize::MAX));
-            if room == 0 {
-                let _ = tokio::time::timeout(PULL_WAIT, self.room.notified()).await;
-                continue;
-            }
-            let Some(jobs) = self.consumer(&mut consumer).await else {
-                tokio::time::sleep(RETRY).await;
-                continue;
-            };
-            // What is there now, without waiting; if nothing, wait for the next one.
-            let pulled = match take_jobs(&jobs, room, None).await {
-                Ok(messages) if messages.is_empty() => take_jobs(&jobs, 1, Some(PULL_WAIT)).await,
-                other => other,
-            };
-            let Ok(messages) = pulled else {
-                consumer = None;
-                tokio::time::sleep(RETRY).await;
-                continue;
-            };
-            if messages.is_empty() {
-                continue;
-            }
-            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-                // Pulled while the worker was told to stop: straight back to the queue.
-                for message in messages {
-                    let _ = message.ack_with(AckKind::Nak(None)).await;
-                }
-                return;
-            }
-            self.pulls_left
-                .fetch_sub(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            let mut frame = BatchWriter::jobs(4096);
-            let mut exhausted = BatchWriter::results(256);
-            for message in messages {
-                let Some(id) = header_u64(&message.message, HEADER_JOB) else {
-                    tracing::warn!(
-                        target: "conductor::worker",
-                        worker = self.worker_id,
-                        "a job message without a {HEADER_JOB} header was dropped"
-                    );
-                    let _ = message.ack_with(AckKind::Term).await;
-                    continue;
-                };
-                // Only a job the master sealed, for this id, runs.
-                let Some(job) =
-                    self.sealer
-                        .key
-                        .open(Purpose::Job, &id.to_string(), &message.message.payload)
-                else {
-                    self.sealer.rejections.note(
-                        "a job publisher",
-                        message.subject.as_str(),
-                        "a job message",
-                    );
-                    let _ = message.ack_with(AckKind::Term).await;
-                    continue;
-                };
-                let delivered = message.info().map_or(1, |info| info.delivered);
-                if delivered > i64::from(self.max_attempts) {
-                    let error = format!(
-                        "its worker died or lost its lease on each of its {} attempts",
-                        self.max_attempts
-                    );
-                    exhausted.push_failure(id, FailedAs::Crashed, error.as_bytes());
-                    self.held().insert(id, message);
-                    continue;
-                }
-                frame.push_job(id, &job);
-                self.held().insert(id, message);
-            }
-            if !exhausted.is_empty() {
-                let frame = exhausted.finish();
-                self.store_results(frame.slice(4..)).await;
-            }
-            if !frame.is_empty() && self.write_frame(&frame.finish()).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    async fn consumer(
-        &self,
-        consumer: &mut Option<jetstream::consumer::PullConsumer>,
-    ) -> Option<jetstream::consumer::PullConsumer> {
-        if consumer.is_none() {
-            let stream = match self.jetstream.get_stream(self.names.jobs_stream()).await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    if is_stream_gone(&e) {
-                        self.run_is_over().await;
-                    }
-                    return None;
-                }
-            };
-            *consumer = stream.get_consumer(WORKERS_CONSUMER).await.ok();
-        }
-        consumer.clone()
-    }
-
     /// Whether the run's queue holds no job to deliver, as the server says now (`false`
     /// when it cannot say within a moment).
     async fn queue_is_empty(&self) -> bool {
@@ -549,7 +469,7 @@ impl Bridge {
 
     /// The run's queue is gone: its master finished it (and this worker missed the
     /// stop) or removed it. The worker loop is told to stop, as a master would.
-    async fn run_is_over(&self) {
+    pub(super) async fn run_is_over(&self) {
         if self
             .stopping
             .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -589,7 +509,7 @@ impl Bridge {
     /// that exits holding jobs (aborted, crashed) need not make them wait out the
     /// ack wait. Only a worker killed outright leaves that to the server.
     async fn give_back_held(&self) {
-        let held: Vec<jetstream::Message> = self.held().drain().map(|(_, m)| m).collect();
+        let held = self.held().drain();
         for message in held {
             let _ = message.ack_with(AckKind::Nak(None)).await;
         }
@@ -600,7 +520,7 @@ impl Bridge {
         let every = (ack_wait / 3).max(Duration::from_millis(50));
         loop {
             tokio::time::sleep(every).await;
-            let held: Vec<jetstream::Message> = self.held().values().cloned().collect();
+            let held = self.held().all();
             for message in held {
                 let _ = message.ack_with(AckKind::Progress).await;
             }
@@ -616,47 +536,13 @@ impl Bridge {
     }
 }
 
-fn is_stream_gone(error: &async_nats::jetstream::context::GetStreamError) -> bool {
+pub(super) fn is_stream_gone(error: &async_nats::jetstream::context::GetStreamError) -> bool {
     match error.kind() {
         async_nats::jetstream::context::GetStreamErrorKind::JetStream(e) => {
             e.error_code() == async_nats::jetstream::ErrorCode::STREAM_NOT_FOUND
         }
         _ => false,
     }
-}
-
-/// Pulls up to `max` jobs: those available now (`wait` of `None`), or else waiting up
-/// to `wait` for them to arrive.
-async fn take_jobs(
-    consumer: &jetstream::consumer::PullConsumer,
-    max: usize,
-    wait: Option<Duration>,
-) -> Result<Vec<jetstream::Message>, async_nats::Error> {
-    // A pull the server lost (it restarted) must not hold the worker for long.
-    let limit = wait.unwrap_or_default() + Duration::from_secs(1);
-    match tokio::time::timeout(limit, pull(consumer, max, wait)).await {
-        Ok(pulled) => pulled,
-        Err(_) => Err("the pull timed out".into()),
-    }
-}
-
-async fn pull(
-    consumer: &jetstream::consumer::PullConsumer,
-    max: usize,
-    wait: Option<Duration>,
-) -> Result<Vec<jetstream::Message>, async_nats::Error> {
-    let batch = match wait {
-        None => consumer.fetch().max_messages(max).messages().await?,
-        Some(wait) => {
-            consumer
-                .batch()
-                .max_messages(max)
-                .expires(wait)
-                .messages()
-                .await?
-        }
-    };
-    Ok(batch.filter_map(|m| async { m.ok() }).collect().await)
 }
 
 /// Set once the bridge has carried the worker's last frames.

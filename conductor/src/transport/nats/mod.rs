@@ -4,19 +4,20 @@
 //!
 //! | conductor | NATS |
 //! |---|---|
-//! | the job queue | stream `CONDUCTOR_R_JOBS` (work-queue retention, file storage), one message per job |
+//! | the job queue | stream `CONDUCTOR_R_JOBS` (work-queue retention, file storage), one message per batch of jobs, sized by the master like a local worker's window |
 //! | workers taking jobs | the durable pull consumer `workers`, shared by every worker |
-//! | a dead worker's jobs | redelivered after the ack wait, each delivery an attempt |
-//! | `max_attempts` | `max_deliver = max_attempts + 1`: the extra delivery only reports the failure |
+//! | a dead worker's jobs | their message redelivered after the ack wait (or at once, given back); the master says which of its jobs are still to run, and charges only the one that was running |
+//! | `max_attempts` | counted by the master per job, not per delivery |
 //! | a long job's heartbeat | in-progress acks (`+WPI`) every third of the ack wait |
 //! | results | stream `CONDUCTOR_R_RESULTS`, one message per batch of results, kept until the run ends |
 //! | control frames (stats, messages, lookups, stop, abort) | subjects `conductor.R.master` and `conductor.R.worker.<master id>.<id>` |
 //! | the end of the run | a stop on `conductor.R.all`, for workers of any master of the run |
 //! | joining a run | a request on `conductor.R.join`, answered with the worker's settings or a refusal |
 //!
-//! A job is acked only after the results frame holding its answer is stored in the
-//! results stream, so an answer is never lost and a job never silently vanishes; the
-//! master settles each job id once, so a job run twice is still counted once.
+//! A message is acked only after the results frames holding the answers of all its
+//! jobs are stored in the results stream, so an answer is never lost and a job never
+//! silently vanishes; the master settles each job id once, so a job run twice is
+//! still counted once.
 //!
 //! - [`queue`]: the master's side, the [`NatsTransport`]: the run's streams and its
 //!   tasks: the job [`publish`]er, the [`results`] reader, the [`control`] frames of
@@ -25,18 +26,20 @@
 //!   own processes can read, make or replay them;
 //! - [`link`]: the master's frames for one worker, on that worker's subject;
 //! - [`bridge`]: the worker's side, between the run's streams and the ordinary worker
-//!   loop.
+//!   loop; it takes jobs with [`pull`], and keeps the messages it [`held`].
 //!
 //! Must not import the master or another backend.
 
 mod auth;
 pub(crate) mod bridge;
 mod control;
+mod held;
 mod join_request;
 mod joins;
 mod link;
 mod owner;
 mod publish;
+mod pull;
 mod queue;
 mod results;
 pub(crate) mod seal;
@@ -59,8 +62,8 @@ use crate::error::Error;
 use crate::settings::NatsAuth;
 use crate::wire::WorkerConfig;
 
-/// Header naming the job a job message carries.
-pub(crate) const HEADER_JOB: &str = "Conductor-Job";
+/// Header naming the jobs a message of the run queue carries (its message id).
+pub(crate) const HEADER_JOBS: &str = "Conductor-Jobs";
 /// Header naming the worker that sent a frame.
 pub(crate) const HEADER_WORKER: &str = "Conductor-Worker";
 /// Header naming the master a worker joined: a master hears only its own workers'
