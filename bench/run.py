@@ -11,9 +11,12 @@ import json
 import os
 import platform
 import shlex
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,6 +34,17 @@ PROCSPAWN = BENCH / "procspawn/target/release/procspawn-bench"
 RAW = BENCH / "procspawn/target/release/raw-roundtrip"
 PEERS = BENCH / "python/peers.py"
 NATS_URL = os.environ.get("CONDUCTOR_NATS_URL", "nats://127.0.0.1:4222")
+# Broker-based peers of the distributed mode (bench/peers, installed by its install.sh):
+# Celery on Redis and on RabbitMQ (result backend Redis), one task per job and
+# chunks(500); BullMQ on Redis, one BullMQ job per job and 500 jobs per BullMQ job.
+PEERS_DIR = BENCH / "peers"
+CELERY_PY = PEERS_DIR / ".venv/bin/python"
+BROKER_PEERS = ["celery-redis", "celery-redis-chunks500", "celery-rabbitmq",
+                "celery-rabbitmq-chunks500", "bullmq", "bullmq-500"]
+# NATS-1MiB runs conductor-nats through a nats-server of its own (max_payload 8 MB;
+# the default 1 MiB cannot carry a 1 MiB job), on a spare port picked once.
+NATS_1MIB_PORT = None
+SKIPPED = {}  # (workload, system) -> why it is not run (peers not installed, not built, ...)
 
 PY_SYSTEMS = ["ppe1", "ppe1000", "poolmap1", "imap1000"]
 ALL = ["conductor"] + [f"python-{s}" for s in PY_SYSTEMS] + ["procspawn-pool"]
@@ -42,13 +56,20 @@ OKANJO = {"W1": {"whole jobs/s": 20_400, "in-process jobs/s": 21_800, "all-proce
           "W3": {"wall ms": 197}}
 
 
-def command(system, jobs, workers, work_us=0, payload=0, extra=()):
+def command(system, jobs, workers, work_us=0, payload=0, extra=(), nats=None):
     flags = ["--jobs", str(jobs), "--workers", str(workers),
              "--work-us", str(work_us), "--payload-bytes", str(payload), *extra]
     if system == "conductor":
         return [str(CONDUCTOR), *flags]
     if system == "conductor-nats":
-        return [str(CONDUCTOR_NATS), *flags, "--nats", NATS_URL]
+        return [str(CONDUCTOR_NATS), *flags, "--nats", nats or NATS_URL]
+    if system.startswith("celery-"):
+        broker, _, chunks = system.removeprefix("celery-").partition("-chunks")
+        return [str(CELERY_PY), str(PEERS_DIR / "celery_bench.py"), "--broker", broker,
+                "--chunk", chunks or "0", *flags]
+    if system.startswith("bullmq"):
+        return ["node", str(PEERS_DIR / "bullmq/bench.js"), *flags,
+                "--batch", system.removeprefix("bullmq").removeprefix("-") or "1"]
     if system == "procspawn-pool":
         return [str(PROCSPAWN), *flags]
     if system == "raw-roundtrip":
@@ -73,10 +94,25 @@ def workloads(quick):
         ("W4", "", ["conductor"], dict(jobs=10_000_000, workers=2)),
         ("Payload", "", ["conductor", "python-imap1000"],
          dict(jobs=2_000, workers=2, payload=1_048_576)),
-        # The distributed mode through the local NATS server, beside the local mode.
-        ("NATS-tiny", "", ["conductor", "conductor-nats"], dict(jobs=20_000, workers=2)),
-        ("NATS-1ms", "", ["conductor", "conductor-nats"], dict(jobs=2_000, workers=2, work_us=1_000)),
+        # The distributed mode through the local NATS server, beside the local mode and
+        # beside Celery and BullMQ (bench/peers) on the local Redis and RabbitMQ.
+        ("NATS-tiny", "", ["conductor", "conductor-nats", *BROKER_PEERS], dict(jobs=20_000, workers=2)),
+        ("NATS-1ms", "", ["conductor", "conductor-nats", *BROKER_PEERS],
+         dict(jobs=2_000, workers=2, work_us=1_000)),
+        # 1 MiB jobs through a nats-server of run.py's own (see start_big_nats).
+        ("NATS-1MiB", "", ["conductor", "conductor-nats"],
+         dict(jobs=200, workers=2, payload=MIB, nats=f"nats://127.0.0.1:{nats_1mib_port()}")),
     ]
+
+
+def nats_1mib_port():
+    """A port free now, the same for the whole run."""
+    global NATS_1MIB_PORT
+    if NATS_1MIB_PORT is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            NATS_1MIB_PORT = s.getsockname()[1]
+    return NATS_1MIB_PORT
 
 
 # ---------------------------------------------------------------- measuring
@@ -193,9 +229,14 @@ def metrics(workload, runs):
     if workload == "Payload":
         return {"GiB/s": r["jobs"] * r["payload_bytes"] / r["secs"] / 2**30,
                 "all-process peak MiB": r["all_peak_mib"], "master peak MiB": r["master_peak_rss_mib"]}
+    if workload == "NATS-1MiB":
+        mib = r["payload_bytes"] / MIB
+        return {"in-process MiB/s": r["jobs_per_sec"] * mib, "whole MiB/s": r["jobs"] * mib / r["wall_secs"],
+                "in-process jobs/s": r["jobs_per_sec"], "master peak MiB": r["master_peak_rss_mib"],
+                "all-process peak MiB": r["all_peak_mib"]}
     if workload.startswith("NATS"):
         return {"in-process jobs/s": r["jobs_per_sec"], "whole jobs/s": r["jobs"] / r["wall_secs"],
-                "master peak MiB": r["master_peak_rss_mib"]}
+                "master peak MiB": r["master_peak_rss_mib"], "all-process peak MiB": r["all_peak_mib"]}
 
 
 def fmt(v):
@@ -227,9 +268,9 @@ def summarize(records, args, argv, elapsed, path):
            f"- command: `python3 {shlex.join(argv)}` (rounds: {args.rounds}, quick: {args.quick}, took {elapsed:.0f} s)",
            f"- machine: {os.cpu_count()} CPUs (nproc), {cpu}, {mem / 2**20:.1f} GiB RAM, "
            f"Linux {platform.release()}, Python {platform.python_version()}",
-           f"- conductor binary: `{CONDUCTOR.relative_to(ROOT)}` built "
-           f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(CONDUCTOR.stat().st_mtime))}, "
-           f"repo at {git_state()}",
+           f"- conductor binary: `{CONDUCTOR.relative_to(ROOT)}` "
+           + (f"built {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(CONDUCTOR.stat().st_mtime))}"
+              if CONDUCTOR.exists() else "not built") + f", repo at {git_state()}",
            "- values are medians over rounds; `conductor / system` ratios are computed per round "
            "(paired), then the median is taken. For jobs/s, GiB/s and efficiency >1 favours conductor; "
            "for times and memory <1 favours conductor.",
@@ -239,7 +280,9 @@ def summarize(records, args, argv, elapsed, path):
            "descendants (pages shared between processes count once per process; runs shorter than "
            "a few samples, e.g. W3, are under-sampled).",
            "- okanjo-conductor 3.0 rows are quoted from the issue (it is not on the npm registry), "
-           "not measured here.", ""]
+           "not measured here.", *peers_notes(records), ""]
+    if SKIPPED:
+        out += ["**Not run:**", ""] + [f"- {w} {s}: {why}" for (w, s), why in SKIPPED.items()] + [""]
     failures = [r for r in records if r.get("error")]
     if failures:
         out += ["**Failed runs:**", ""] + [
@@ -276,9 +319,122 @@ def summarize(records, args, argv, elapsed, path):
         if args.only and not workload.startswith(args.only):
             continue
         for s in systems:
+            if (workload, s) in SKIPPED:
+                continue
             cmd = shlex.join(command(s, **kw)).replace(sys.executable, "python3")
             out.append(f"- {workload} {variant} {s}: `{cmd.replace(str(ROOT) + '/', '')}`")
     path.write_text("\n".join(out) + "\n")
+
+
+def peers_notes(records):
+    """Summary lines on the broker-based peers, when any of them ran."""
+    ran = [r for r in records if r["system"] in BROKER_PEERS and not r.get("error")]
+    if not ran:
+        return []
+    versions = {f"celery {r['celery']}" for r in ran if "celery" in r} | \
+               {f"bullmq {r['bullmq']}" for r in ran if "bullmq" in r}
+    return ["- Celery and BullMQ peers (`bench/peers`, " + ", ".join(sorted(versions)) + "): Redis "
+            "127.0.0.1:6379 db 9 and RabbitMQ 127.0.0.1:5672; their in-process `secs` run from the "
+            "first submit to the last result, without worker startup (conductor's include it: compare "
+            "whole jobs/s for start-to-end). Memory of the broker servers (Redis, RabbitMQ, NATS) is in "
+            "no system's figures."]
+
+
+# ---------------------------------------------------------------- preparing
+
+def selected(args):
+    """[(workload, system)] that this invocation runs, in order, without repeats."""
+    pairs = [(w, s) for w, _, systems, _ in workloads(args.quick)
+             if not args.only or w.startswith(args.only) for s in systems]
+    return list(dict.fromkeys(pairs))
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def prepare_peers(args, pairs):
+    """Install the broker-based peers when they are to run (bench/peers/install.sh);
+    mark them skipped, with the reason, when that fails or a broker is not there."""
+    wanted = [(w, s) for w, s in pairs if s in BROKER_PEERS]
+    if not wanted:
+        return
+    why = None
+    if args.no_peers:
+        why = "skipped (--no-peers)"
+    elif not shutil.which("node"):
+        why = "node is not on PATH"
+    else:
+        print("peers: bench/peers/install.sh", flush=True)
+        done = subprocess.run(["bash", str(PEERS_DIR / "install.sh")], capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+            why = f"bench/peers/install.sh failed (exit {done.returncode}): {last[:200]}"
+    if why:
+        print(f"peers: NOT running {', '.join(dict.fromkeys(s for _, s in wanted))}: {why}", flush=True)
+    for w, s in wanted:
+        if why:
+            SKIPPED[(w, s)] = why
+        elif not port_open(6379):
+            SKIPPED[(w, s)] = "no Redis on 127.0.0.1:6379"
+        elif "rabbitmq" in s and not port_open(5672):
+            SKIPPED[(w, s)] = "no RabbitMQ on 127.0.0.1:5672"
+    for (w, s), reason in SKIPPED.items():
+        if reason.startswith("no "):
+            print(f"peers: NOT running {w} {s}: {reason}", flush=True)
+
+
+def check_built(pairs):
+    """With --no-build: skip, rather than fail on, systems whose binary is missing."""
+    binaries = {"conductor": CONDUCTOR, "conductor-nats": CONDUCTOR_NATS, "procspawn-pool": PROCSPAWN,
+                "raw-roundtrip": RAW, "raw-roundtrip-poll": RAW}
+    for w, s in pairs:
+        if s in binaries and not binaries[s].exists():
+            SKIPPED[(w, s)] = f"{binaries[s].relative_to(ROOT)} is not built (--no-build)"
+            print(f"NOT running {w} {s}: {SKIPPED[(w, s)]}", flush=True)
+
+
+def start_big_nats(pairs):
+    """For NATS-1MiB: a nats-server whose max_payload (8 MB) carries 1 MiB jobs, on a
+    spare port, with its JetStream store in a temporary directory. Returns
+    (process, directory) or None."""
+    if ("NATS-1MiB", "conductor-nats") not in pairs or ("NATS-1MiB", "conductor-nats") in SKIPPED:
+        return None
+    port = nats_1mib_port()
+    if not shutil.which("nats-server"):
+        SKIPPED[("NATS-1MiB", "conductor-nats")] = "nats-server is not on PATH"
+        return None
+    tmp = tempfile.mkdtemp(prefix="conductor-bench-nats-")
+    conf = Path(tmp) / "nats.conf"
+    conf.write_text(f'max_payload: 8MB\njetstream {{\n  store_dir: "{tmp}/js"\n}}\n')
+    proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-js", "-p", str(port), "-c", str(conf)],
+                            stdout=subprocess.DEVNULL, stderr=open(Path(tmp) / "nats.log", "w"))
+    deadline = time.monotonic() + 15
+    while not port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_big_nats((proc, tmp))
+            SKIPPED[("NATS-1MiB", "conductor-nats")] = f"nats-server on port {port} did not start"
+            print(f"NOT running NATS-1MiB conductor-nats: {SKIPPED[('NATS-1MiB', 'conductor-nats')]}")
+            return None
+        time.sleep(0.05)
+    print(f"NATS-1MiB: nats-server on 127.0.0.1:{port} (max_payload 8 MB, store in {tmp})", flush=True)
+    return proc, tmp
+
+
+def stop_big_nats(server):
+    if server:
+        proc, tmp = server
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- main
@@ -302,10 +458,27 @@ def main():
     parser.add_argument("--quick", action="store_true", help="1 round, W1 with 20,000 jobs")
     parser.add_argument("--only", help="run only workloads whose name starts with this "
                         "(results then go to results/<only>-summary.md and <only>-raw.jsonl)")
+    parser.add_argument("--no-build", action="store_true",
+                        help="build nothing; skip the systems whose binary is missing")
+    parser.add_argument("--no-peers", action="store_true",
+                        help="skip the Celery and BullMQ peers of the NATS workloads")
     args = parser.parse_args()
     if args.quick:
         args.rounds = 1
-    build()
+    pairs = selected(args)
+    if args.no_build:
+        check_built(pairs)
+    else:
+        build()
+    prepare_peers(args, pairs)
+    server = start_big_nats(pairs)
+    try:
+        run_rounds(args)
+    finally:
+        stop_big_nats(server)
+
+
+def run_rounds(args):
     RESULTS.mkdir(exist_ok=True)
     prefix = f"{args.only}-" if args.only else ""
     raw = open(RESULTS / f"{prefix}raw.jsonl", "w")
@@ -315,6 +488,8 @@ def main():
             if args.only and not workload.startswith(args.only):
                 continue
             for system in systems:
+                if (workload, system) in SKIPPED:
+                    continue
                 result, wall, peak, err = run_one(command(system, **kw))
                 rec = {"workload": workload, "variant": variant, "round": rnd, "system": system,
                        **(result or {}), "wall_secs": round(wall, 6), "all_peak_mib": round(peak, 1)}
