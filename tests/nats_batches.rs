@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use conductor::Conductor;
+use conductor::{Conductor, Worker};
 
 conductor::test_support!();
 
@@ -41,6 +41,127 @@ fn batch_logged(job: u64) -> anyhow::Result<u64> {
         std::process::abort();
     }
     Ok(job)
+}
+
+/// Which worker ran the job, and in which process.
+#[conductor::worker(type = "batch_whoami")]
+fn batch_whoami(_job: u64, worker: &Worker) -> anyhow::Result<(u64, u32)> {
+    std::thread::sleep(Duration::from_millis(2));
+    Ok((worker.id(), std::process::id()))
+}
+
+/// A worker started by hand (on another machine, say) is recycled by
+/// `max_jobs_per_worker` too: it becomes a fresh process of the same program (same
+/// pid) that joins again, and it leaves when the run is over.
+#[tokio::test]
+async fn a_worker_from_elsewhere_is_recycled_and_joins_again() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("batch-recycle");
+    let running = Conductor::<u64, (u64, u32)>::new("batch_whoami")
+        .nats(&url)
+        .run_name(&run)
+        .run_secret(TEST_SECRET)
+        .worker_limit(1)
+        .max_jobs_per_worker(20)
+        .logging(false)
+        .jobs(0..300)
+        .start()
+        .unwrap();
+    let mut hand = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "__conductor_worker_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CONDUCTOR_NATS_URL", &url)
+        .env("CONDUCTOR_JOIN", &run)
+        .env("CONDUCTOR_RUN_SECRET", TEST_SECRET)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let collected = running.collect_results().await.unwrap();
+    let (outputs, report) = (collected.results, collected.report);
+    assert!(report.all_completed(), "{report:?}");
+    let mut jobs_of: std::collections::BTreeMap<(u32, u64), u64> = Default::default();
+    for output in outputs.iter().flatten() {
+        *jobs_of.entry((output.1, output.0)).or_default() += 1;
+    }
+    let hand_pid = hand.id();
+    let hand_workers = jobs_of.keys().filter(|(pid, _)| *pid == hand_pid).count();
+    assert!(
+        hand_workers >= 2,
+        "the hand worker joined again under new ids: {jobs_of:?}"
+    );
+    assert!(
+        jobs_of.values().all(|&jobs| jobs <= 20 + 20 / 4),
+        "{jobs_of:?}"
+    );
+    // It leaves when the run is over, with success.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = hand.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hand worker stayed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}
+
+/// Job 3 never ends; the others take a moment.
+#[conductor::worker(type = "batch_hangs")]
+fn batch_hangs(job: u64) -> anyhow::Result<u64> {
+    let pause = if job == 3 { 3_600_000 } else { 2 };
+    std::thread::sleep(Duration::from_millis(pause));
+    Ok(job)
+}
+
+/// `job_timeout` holds for the workers of a run queue too: the worker gives up on a
+/// job that runs too long (the master cannot see which one runs), and only that job
+/// is charged, as a timeout.
+#[tokio::test]
+async fn job_timeout_applies_to_workers_of_the_run_queue() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("batch-timeout");
+    let started = std::time::Instant::now();
+    let report = Conductor::<u64, u64>::new("batch_hangs")
+        .nats(&url)
+        .run_name(&run)
+        .run_secret(TEST_SECRET)
+        .worker_limit(2)
+        .max_attempts(2)
+        .job_timeout(Duration::from_millis(300))
+        .ack_wait(Duration::from_secs(1))
+        .logging(false)
+        .jobs(0..100)
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.completed(), 99, "{report:?}");
+    let failures = report.failures();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0].job, 3);
+    assert_eq!(
+        failures[0].kind,
+        conductor::FailureKind::TimedOut,
+        "{failures:?}"
+    );
+    assert_eq!(failures[0].attempts, 2);
+    assert!(
+        failures[0].error.contains("timed out after 300ms"),
+        "{}",
+        failures[0].error
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 /// With one attempt per job, a worker that dies holding a message of many jobs costs

@@ -12,8 +12,8 @@ pub(crate) mod registry;
 mod test_entry;
 
 use env::{
-    ENV_CHANNEL_FD, ENV_JOIN, ENV_MASTER_PID, ENV_NATS_URL, ENV_RUN, ENV_RUN_SECRET, ENV_WORKER_ID,
-    ENV_WORKER_TYPE,
+    ENV_CHANNEL_FD, ENV_JOIN, ENV_MASTER_PID, ENV_NATS_URL, ENV_REJOINING, ENV_RUN, ENV_RUN_SECRET,
+    ENV_WORKER_ID, ENV_WORKER_TYPE,
 };
 pub use test_entry::silence_test_harness;
 pub use test_entry::TestEntry;
@@ -77,7 +77,15 @@ fn join_run(run: &str) -> ! {
         let (id, token) = value.split_once('.')?;
         Some((id.parse::<u64>().ok()?, token.parse::<u64>().ok()?))
     });
+    let rejoining = std::env::var_os(ENV_REJOINING).is_some();
+    // What it joined with, to join again the same way when it is recycled.
+    let mut joined_with: Vec<(String, String)> =
+        [ENV_JOIN, ENV_WORKER_TYPE, ENV_NATS_URL, ENV_RUN_SECRET]
+            .iter()
+            .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
+            .collect();
     for name in [
+        ENV_REJOINING,
         ENV_JOIN,
         ENV_WORKER_TYPE,
         ENV_WORKER_ID,
@@ -89,6 +97,7 @@ fn join_run(run: &str) -> ! {
     }
     // Read once, then out of the environment that job code's programs inherit.
     let auth = env::nats_auth_with_env(&crate::NatsAuth::default());
+    joined_with.extend(env::nats_auth_env(&auth));
     env::forget_nats_auth_env();
     name_process_after_program();
     let Some(url) = url else {
@@ -100,6 +109,11 @@ fn join_run(run: &str) -> ! {
     };
     let joined = match crate::transport::join(&url, run, worker_type, worker_id, auth, secret) {
         Ok(joined) => joined,
+        // Recycled as the run ended: nothing left to join.
+        Err(reason) if rejoining => {
+            tracing::info!(target: "conductor::worker", "not joining run `{run}` again: {reason}");
+            std::process::exit(0);
+        }
         Err(reason) => {
             tracing::error!(target: "conductor::worker", "cannot join run `{run}`: {reason}");
             std::process::exit(EXIT_SETUP);
@@ -113,7 +127,27 @@ fn join_run(run: &str) -> ! {
         channel: joined.channel,
         worker_type: joined.worker_type,
     });
+    if code == 0 && crate::transport::recycled() {
+        start_afresh(joined_with);
+    }
     crate::worker::exit::exit_worker(code);
+}
+
+/// A worker from elsewhere that ran its `max_jobs_per_worker` becomes a fresh process
+/// of the same program (same pid, arguments and settings) that joins the run again, as
+/// a worker the master starts would be replaced.
+fn start_afresh(joined_with: Vec<(String, String)>) -> ! {
+    use std::os::unix::process::CommandExt;
+    // Its last frames reach the server first.
+    crate::worker::exit::before_exit();
+    let program = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let error = std::process::Command::new(program)
+        .args(std::env::args_os().skip(1))
+        .envs(joined_with)
+        .env(ENV_REJOINING, "1")
+        .exec();
+    tracing::error!(target: "conductor::worker", "cannot start afresh to join again: {error}");
+    std::process::exit(0);
 }
 
 /// Has the kernel kill this worker when the master that started it dies; exits now if

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::ledger::Ledger;
 use super::Journal;
-use crate::report::JobFailure;
+use crate::report::{FailureKind, JobFailure};
 use crate::settings::Retry;
 
 pub(super) struct Accounts<J> {
@@ -23,10 +23,13 @@ pub(super) struct Accounts<J> {
     /// A resumed run reads what it already finished before it takes jobs from the
     /// source (until its transport says `CaughtUp`).
     pub catching_up: bool,
-    /// Jobs of a run queue known to be running on a worker, by that worker: each runs
-    /// alone there, or its worker said it crashed in it. If its message comes again,
-    /// it is the job to charge (`redelivery.rs`).
-    pub running_alone: HashMap<u64, u64>,
+    /// Jobs of a run queue known to be running on a worker: each runs alone there, or
+    /// its worker said it crashed in it (or timed it out). If its message comes again,
+    /// it is the job to charge, for that (`redelivery.rs`).
+    pub running_alone: HashMap<u64, (FailureKind, String)>,
+    /// The attempt of the jobs a run queue settled last, newest at the back: a worker's
+    /// log records travel apart from its results, and may come after them.
+    pub settled_attempts: std::collections::VecDeque<(u64, u32)>,
 }
 
 impl<J> Accounts<J> {
@@ -44,7 +47,18 @@ impl<J> Accounts<J> {
             resumed: 0,
             catching_up,
             running_alone: HashMap::new(),
+            settled_attempts: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Which attempt of job `id` runs (or ran last) on `holder`, if known.
+    pub fn attempt_of(&self, holder: u64, id: u64) -> Option<u32> {
+        self.ledger.attempt_of(holder, id).or_else(|| {
+            let mut recent = self.settled_attempts.iter().rev();
+            recent
+                .find(|(job, _)| *job == id)
+                .map(|(_, attempt)| *attempt)
+        })
     }
 
     /// Jobs of the source not run because an earlier run finished them.

@@ -335,7 +335,13 @@ impl<J> Ledger<J> {
     /// queue's message that came again). Returns the error to fail it with once it has
     /// used its attempts (its failure is settled when that is reported), or `None` if it
     /// runs again; `None` too when `holder` does not hold it.
-    pub fn charge_held(&mut self, holder: u64, id: u64, reason: &str) -> Option<String> {
+    pub fn charge_held(
+        &mut self,
+        holder: u64,
+        id: u64,
+        kind: FailureKind,
+        reason: &str,
+    ) -> Option<String> {
         let queue = self.workers.get_mut(&holder)?;
         let job = &mut queue.jobs.get_mut(id)?.job;
         let error = format!(
@@ -348,10 +354,7 @@ impl<J> Ledger<J> {
             return Some(error);
         }
         job.attempts += 1;
-        job.history.push(Attempt {
-            kind: FailureKind::Crashed,
-            error,
-        });
+        job.history.push(Attempt { kind, error });
         None
     }
 

@@ -11,7 +11,8 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{Master, RUN_QUEUE};
-use crate::wire::{control_frame, ToWorker};
+use crate::report::FailureKind;
+use crate::wire::{control_frame, FailedAs, ToWorker, TIMED_OUT};
 
 impl<J, O> Master<J, O>
 where
@@ -23,7 +24,7 @@ where
         let mut run = Vec::with_capacity(jobs.len());
         let mut failed = Vec::new();
         for id in jobs {
-            let alone_on = self.accounts.running_alone.remove(&id);
+            let stopped_in = self.accounts.running_alone.remove(&id);
             let ledger = &mut self.accounts.ledger;
             if !ledger.holds(RUN_QUEUE, id) {
                 // Settled already; or not yet taken from the source by this master (a
@@ -33,14 +34,12 @@ where
                 }
                 continue;
             }
-            let Some(holder) = alone_on else {
+            let Some((kind, reason)) = stopped_in else {
                 run.push(id);
                 continue;
             };
-            let reason =
-                format!("its worker {holder} stopped while it ran (died, or lost its lease)");
-            match ledger.charge_held(RUN_QUEUE, id, &reason) {
-                Some(error) => failed.push((id, error)),
+            match ledger.charge_held(RUN_QUEUE, id, kind, &reason) {
+                Some(error) => failed.push((id, failed_as(kind), error)),
                 None => run.push(id),
             }
         }
@@ -60,8 +59,32 @@ where
 
     /// Job `id` runs alone on worker `worker_id`: the one to charge if it comes again.
     pub(super) fn on_running_alone(&mut self, worker_id: u64, id: u64) {
+        let reason =
+            format!("its worker {worker_id} stopped while it ran (died, or lost its lease)");
+        self.blame_on_queue(id, FailureKind::Crashed, reason);
+    }
+
+    /// A worker of the run queue crashed in job `id` (or gave up on it, timed out):
+    /// the one to charge when its message comes again.
+    pub(super) fn on_crashed_in(&mut self, worker_id: u64, id: u64, reason: &str) {
+        let kind = match reason.starts_with(TIMED_OUT) {
+            true => FailureKind::TimedOut,
+            false => FailureKind::Crashed,
+        };
+        self.blame_on_queue(id, kind, format!("worker {worker_id} {reason}"));
+    }
+
+    fn blame_on_queue(&mut self, id: u64, kind: FailureKind, reason: String) {
         if self.accounts.ledger.holds(RUN_QUEUE, id) {
-            self.accounts.running_alone.insert(id, worker_id);
+            self.accounts.running_alone.insert(id, (kind, reason));
         }
+    }
+}
+
+/// How the worker reports a job that used up its attempts.
+fn failed_as(kind: FailureKind) -> FailedAs {
+    match kind {
+        FailureKind::TimedOut => FailedAs::TimedOut,
+        _ => FailedAs::Crashed,
     }
 }

@@ -259,7 +259,7 @@ where
             }
             WorkerEvent::Crash { reason, job } => {
                 if let (Some(job), RUN_QUEUE) = (job, self.holder(worker_id)) {
-                    self.on_running_alone(worker_id, job);
+                    self.on_crashed_in(worker_id, job, &reason);
                 }
                 if let Some(slot) = self.workers.slots.get_mut(&worker_id) {
                     slot.crash = Some((reason, job));
@@ -289,9 +289,9 @@ where
             WorkerEvent::Exited(status) => self.on_exit(worker_id, status),
             // Heard: `last_seen` is all a heartbeat changes.
             WorkerEvent::Log(record) => {
-                let (ledger, holder) = (&self.accounts.ledger, self.holder(worker_id));
+                let (accounts, holder) = (&self.accounts, self.holder(worker_id));
                 self.worker_logs
-                    .replay(worker_id, record, |job| ledger.attempt_of(holder, job));
+                    .replay(worker_id, record, |job| accounts.attempt_of(holder, job));
             }
             WorkerEvent::Heartbeat | WorkerEvent::CaughtUp | WorkerEvent::Join { .. } => {}
         }

@@ -14,6 +14,9 @@ use crate::report::{FailureKind, JobOutput};
 use crate::transport::Feed;
 use crate::wire::{value, FailedAs, ResultsReader};
 
+/// How many of a run queue's last settled jobs keep their attempt.
+const SETTLED_ATTEMPTS_KEPT: usize = 4096;
+
 impl<J, O> Master<J, O>
 where
     J: Serialize + Clone + Send + 'static,
@@ -97,6 +100,9 @@ where
                 self.accounts.settled_before.insert(entry.id, before);
                 continue;
             }
+            if holder == RUN_QUEUE {
+                self.remember_attempt(entry.id);
+            }
             let Some(settled) = self.accounts.ledger.settle(holder, entry.id, outcome, now) else {
                 continue;
             };
@@ -123,6 +129,19 @@ where
             }
         }
         count
+    }
+
+    /// Keeps the attempt of a run queue's job about to be settled, for its worker's log
+    /// records that come after its results.
+    fn remember_attempt(&mut self, id: u64) {
+        let Some(attempt) = self.accounts.ledger.attempt_of(RUN_QUEUE, id) else {
+            return;
+        };
+        let recent = &mut self.accounts.settled_attempts;
+        if recent.len() == SETTLED_ATTEMPTS_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back((id, attempt));
     }
 
     /// Learns from `count` answers that came `now`, the oldest of their jobs having
@@ -179,5 +198,6 @@ fn failure_kind(failed: FailedAs) -> FailureKind {
         FailedAs::Protocol => FailureKind::Protocol,
         FailedAs::Crashed => FailureKind::Crashed,
         FailedAs::Permanent => FailureKind::Permanent,
+        FailedAs::TimedOut => FailureKind::TimedOut,
     }
 }

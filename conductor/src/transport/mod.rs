@@ -188,6 +188,15 @@ pub(crate) struct Joined {
     pub worker_type: String,
 }
 
+/// Whether this worker, from elsewhere, ran its `max_jobs_per_worker` and should start
+/// itself afresh to join again.
+pub(crate) fn recycled() -> bool {
+    #[cfg(feature = "nats")]
+    return nats::bridge::recycled();
+    #[cfg(not(feature = "nats"))]
+    false
+}
+
 /// Joins the run `run` at `url` as a worker: the worker loop then runs over the
 /// returned channel as over a local one. An error is the reason, for the operator.
 pub(crate) fn join(

@@ -88,7 +88,7 @@ impl JobQueue {
 }
 
 /// How a job failed, as its results entry says (the byte after its id; 1 is "ok").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FailedAs {
     /// The job code returned an error.
     Returned = 0,
@@ -100,6 +100,8 @@ pub enum FailedAs {
     Crashed = 4,
     /// The job code returned an error it marked permanent: not to be retried.
     Permanent = 5,
+    /// It ran past `job_timeout` on each of its attempts (as a run queue's worker times it).
+    TimedOut = 6,
 }
 
 /// The status byte of an entry that holds an output.
@@ -113,6 +115,7 @@ impl FailedAs {
             3 => FailedAs::Protocol,
             4 => FailedAs::Crashed,
             5 => FailedAs::Permanent,
+            6 => FailedAs::TimedOut,
             _ => return None,
         })
     }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::{ProtocolError, KIND_CONTROL};
+use super::{FailedAs, ProtocolError, KIND_CONTROL};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorkerConfig {
@@ -26,7 +26,13 @@ pub struct WorkerConfig {
     pub log_level: u8,
     /// Whether the worker times its jobs (for the master's metrics).
     pub time_jobs: bool,
+    /// `job_timeout`, for a worker of a run queue: the master cannot see which job such
+    /// a worker runs, so the worker gives up on one itself (it crashes, naming it).
+    pub job_timeout_ms: Option<u64>,
 }
+
+/// How a worker's crash reason starts when it gave up on a job that ran too long.
+pub const TIMED_OUT: &str = "timed out after";
 
 /// The answer to a request: the encoded reply, or the error the other side gave.
 pub type ReplyResult = Result<Vec<u8>, String>;
@@ -58,7 +64,7 @@ pub enum ToWorker {
     Redelivery {
         ask: u64,
         run: Vec<u64>,
-        failed: Vec<(u64, String)>,
+        failed: Vec<(u64, FailedAs, String)>,
     },
 }
 

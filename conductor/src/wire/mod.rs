@@ -38,7 +38,7 @@ pub(crate) use batch_writer::BatchWriter;
 pub(crate) use control::{
     control_frame, decode_control, duration_bucket, level_number, level_of_number, LogRecord,
     LogValue, ReplyResult, Request, StatsRoll, ToMaster, ToWorker, WorkerConfig, DURATION_BUCKETS,
-    EXACT_NANOS,
+    EXACT_NANOS, TIMED_OUT,
 };
 pub(crate) use frame::{read_frame, Frame, FrameReader};
 

@@ -26,6 +26,13 @@ static EXITING: AtomicBool = AtomicBool::new(false);
 /// Ends the worker process, after the transport has sent what it holds. The first
 /// caller decides the exit code: a thread that sees the channel close because the
 /// process is already exiting must not turn a clean exit into "master gone".
+/// Runs what must happen before the process ends (or becomes another program).
+pub(crate) fn before_exit() {
+    if let Some(hook) = BEFORE_EXIT.get() {
+        hook();
+    }
+}
+
 pub(crate) fn exit_worker(code: i32) -> ! {
     if EXITING.swap(true, Ordering::SeqCst) {
         loop {

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::message::{Message, Responder};
 use crate::wire::{
     control_frame, decode_control, read_frame, value, BatchWriter, FailedAs, Frame, JobQueue,
-    ReplyResult, Request, ToMaster, ToWorker, WorkerConfig,
+    ReplyResult, Request, ToMaster, ToWorker, WorkerConfig, TIMED_OUT,
 };
 
 /// The longest a finished job's result waits in the worker before it is sent.
@@ -58,6 +58,9 @@ pub(crate) struct WorkerShared {
     /// while a job runs hands back exactly the jobs that will never start here.
     jobs: Mutex<JobQueue>,
     heartbeat: Duration,
+    /// How long a job may run here before this worker gives up on it (a worker of a
+    /// run queue; the master times its own workers' jobs).
+    job_timeout: Option<Duration>,
     /// The watchdog put something in the job thread's inbox since it last looked.
     pub(super) inbox_waiting: AtomicBool,
 }
@@ -113,13 +116,22 @@ pub(super) fn watchdog_loop(shared: &Arc<WorkerShared>, inbox: mpsc::UnboundedSe
 pub(super) fn stats_loop(shared: &WorkerShared, interval: Duration) {
     let start = Instant::now();
     let (mut next_roll, mut next_beat) = (start + interval, start + shared.heartbeat);
+    let mut timer = shared.job_timeout.map(JobTimer::new);
     loop {
+        let next_look = timer.as_ref().map_or(next_beat, JobTimer::next_look);
         std::thread::sleep(
             next_roll
                 .min(next_beat)
+                .min(next_look)
                 .saturating_duration_since(Instant::now()),
         );
         let now = Instant::now();
+        if let Some(timer) = &mut timer {
+            let running = shared.current_job.load(Ordering::Relaxed);
+            if let Some(reason) = timer.look(running, now) {
+                shared.crash(reason);
+            }
+        }
         if now >= next_roll {
             next_roll = now + interval;
             if shared.monitoring.load(Ordering::Relaxed) {
@@ -132,6 +144,42 @@ pub(super) fn stats_loop(shared: &WorkerShared, interval: Duration) {
             shared.send_control(&ToMaster::Heartbeat);
             next_beat = now + shared.heartbeat;
         }
+    }
+}
+
+/// Times the running job out, seen from beside it: the job that is running at each
+/// look, and since when it has been (within a tenth of the timeout).
+struct JobTimer {
+    timeout: Duration,
+    running: (u64, Instant),
+    looked: Instant,
+}
+
+impl JobTimer {
+    fn new(timeout: Duration) -> Self {
+        let now = Instant::now();
+        JobTimer {
+            timeout,
+            running: (NO_JOB, now),
+            looked: now,
+        }
+    }
+
+    /// When to look again.
+    fn next_look(&self) -> Instant {
+        self.looked + (self.timeout / 10).clamp(Duration::from_millis(5), Duration::from_secs(1))
+    }
+
+    /// Looks at the job running `now`: the reason to give up, if it ran too long.
+    fn look(&mut self, job: u64, now: Instant) -> Option<String> {
+        self.looked = now;
+        if job != self.running.0 {
+            self.running = (job, now);
+            return None;
+        }
+        let ran = now.saturating_duration_since(self.running.1);
+        (job != NO_JOB && ran > self.timeout)
+            .then(|| format!("{TIMED_OUT} {:?} on job {job}", self.timeout))
     }
 }
 
@@ -199,6 +247,7 @@ impl WorkerShared {
             current_job: AtomicU64::new(NO_JOB),
             jobs: Mutex::new(JobQueue::default()),
             heartbeat: Duration::from_millis(config.heartbeat_ms.max(1)),
+            job_timeout: config.job_timeout_ms.map(Duration::from_millis),
             inbox_waiting: AtomicBool::new(false),
         }
     }

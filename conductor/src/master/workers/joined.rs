@@ -83,10 +83,9 @@ where
                 id
             }
         };
-        let remote = self.workers.slots.get(&worker_id).is_some_and(|w| w.remote);
         Ok(Admission {
             config: self.worker_config(worker_id),
-            max_jobs: self.settings.max_jobs_per_worker.filter(|_| !remote),
+            max_jobs: self.settings.max_jobs_per_worker,
         })
     }
 

@@ -128,6 +128,12 @@ where
             log_level: level_number(tracing::level_filters::LevelFilter::current().into_level())
                 .max(log_level_number(log::max_level())),
             time_jobs: crate::metrics::wanted(),
+            // The master times its own workers' jobs; those of a run queue time theirs.
+            job_timeout_ms: self
+                .settings
+                .job_timeout
+                .filter(|_| self.transport.queue_window() > 0)
+                .map(|timeout| timeout.as_millis().max(1) as u64),
         }
     }
 
@@ -204,13 +210,13 @@ where
             return;
         };
         // From a run queue a worker pulls for itself: count what it answered (it
-        // finishes the few jobs it holds before it stops). A worker from elsewhere is
-        // not ours to replace.
+        // finishes the few jobs it holds before it stops). A worker from elsewhere
+        // starts itself afresh, and joins again.
         let ran = match slot.feed {
             Feed::Own => slot.dispatched,
             Feed::RunQueue => slot.answers,
         };
-        if slot.remote || slot.state != SlotState::Ready || ran < limit || !idle {
+        if slot.state != SlotState::Ready || ran < limit || !idle {
             return;
         }
         slot.state = SlotState::Stopping;

@@ -28,7 +28,7 @@ use super::{RunNames, HEADER_MASTER, HEADER_WORKER, HEARTBEAT, RETRY, WORKERS_CO
 use crate::settings::NatsAuth;
 use crate::transport::Joined;
 use crate::wire::{
-    control_frame, decode_control, FrameReader, Request, ToMaster, ToWorker, KIND_CONTROL,
+    control_frame, decode_control, FailedAs, FrameReader, Request, ToMaster, ToWorker, KIND_CONTROL,
 };
 
 /// How long a pull waits for jobs before asking again.
@@ -108,6 +108,8 @@ async fn run_bridge(
             return;
         }
     };
+    // Started by hand, not by the master: recycled, it starts itself afresh.
+    let from_elsewhere = worker_id.is_none();
     let Accepted {
         client,
         config_frame,
@@ -158,6 +160,7 @@ async fn run_bridge(
         pulls_left: std::sync::atomic::AtomicU64::new(max_jobs.unwrap_or(u64::MAX)),
         sealer,
         from_master: Mutex::new(ReplayWindow::above(sequence_floor)),
+        from_elsewhere,
     });
     if bridge.write_frame(&config_frame).await.is_err() {
         let _ = ready.send(Err("the worker's channel closed at once".into()));
@@ -240,11 +243,13 @@ pub(super) struct Bridge {
     pub(super) sealer: Sealer,
     /// The master's frames taken so far: each is taken once.
     from_master: Mutex<ReplayWindow>,
+    /// Started by hand, not by the master.
+    from_elsewhere: bool,
 }
 
 /// The master's answer about a message that came again: the jobs to run, and those
 /// to fail with their error (`ToWorker::Redelivery`).
-pub(super) type Redelivery = (Vec<u64>, Vec<(u64, String)>);
+pub(super) type Redelivery = (Vec<u64>, Vec<(u64, FailedAs, String)>);
 
 impl Bridge {
     fn headers(&self) -> HeaderMap {
@@ -424,6 +429,12 @@ impl Bridge {
                     continue;
                 }
                 Ok(ToWorker::Stop | ToWorker::Abort) => {
+                    // Stopped alone at its `max_jobs_per_worker`, not with the run: a
+                    // worker from elsewhere starts afresh once it has left.
+                    let at_limit = self.pulls_left.load(std::sync::atomic::Ordering::Relaxed) == 0;
+                    if self.from_elsewhere && at_limit && message.subject.as_str() != all {
+                        RECYCLED.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     self.stopping
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                     self.room.notify_one();
@@ -543,6 +554,15 @@ pub(super) fn is_stream_gone(error: &async_nats::jetstream::context::GetStreamEr
         }
         _ => false,
     }
+}
+
+/// Set when this worker, from elsewhere, was stopped at its `max_jobs_per_worker`.
+static RECYCLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this worker should start itself afresh and join again once it has left:
+/// it came from elsewhere and ran its `max_jobs_per_worker`.
+pub(crate) fn recycled() -> bool {
+    RECYCLED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Set once the bridge has carried the worker's last frames.

@@ -108,9 +108,11 @@ impl Bridge {
     /// always [`MIN_MESSAGES_HELD`] (a large one must not leave the worker idle while
     /// the next is fetched), and none past the jobs it may still take.
     fn messages_wanted(&self, per_message: usize) -> usize {
-        if self.pulls_left.load(Ordering::Relaxed) == 0 {
+        let left = self.pulls_left.load(Ordering::Relaxed);
+        if left == 0 {
             return 0;
         }
+        let by_limit = usize::try_from(left.div_ceil(per_message as u64)).unwrap_or(usize::MAX);
         let (open, messages) = {
             let held = self.held();
             (held.open(), held.messages())
@@ -118,6 +120,7 @@ impl Bridge {
         let by_window = self.window.saturating_sub(open) / per_message;
         by_window
             .max(MIN_MESSAGES_HELD.saturating_sub(messages))
+            .min(by_limit)
             .min(256)
     }
 
@@ -189,16 +192,18 @@ impl Bridge {
                 );
                 (
                     Vec::new(),
-                    ids.iter().map(|id| (*id, error.clone())).collect(),
+                    ids.iter()
+                        .map(|id| (*id, FailedAs::Crashed, error.clone()))
+                        .collect(),
                 )
             }
             None => (ids.clone(), Vec::new()),
         };
         let ours: HashSet<u64> = ids.iter().copied().collect();
         let run: Vec<u64> = run.into_iter().filter(|id| ours.contains(id)).collect();
-        let failed: Vec<(u64, String)> = failed
+        let failed: Vec<(u64, FailedAs, String)> = failed
             .into_iter()
-            .filter(|(id, _)| ours.contains(id))
+            .filter(|(id, _, _)| ours.contains(id))
             .collect();
         let settled = ids.len() - run.len() - failed.len();
         let all_settled = self.held().pass_over(key, settled);
@@ -207,8 +212,8 @@ impl Bridge {
         }
         if !failed.is_empty() {
             let mut frame = BatchWriter::results(256);
-            for (id, error) in &failed {
-                frame.push_failure(*id, FailedAs::Crashed, error.as_bytes());
+            for (id, failed_as, error) in &failed {
+                frame.push_failure(*id, *failed_as, error.as_bytes());
                 self.held().hand_over(key, *id);
             }
             self.store_results(frame.finish().slice(4..)).await;
