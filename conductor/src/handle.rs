@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     pub commands: mpsc::UnboundedSender<Command>,
     /// Where the dashboard is, with its token, once it is bound.
     pub dashboard_url: std::sync::OnceLock<String>,
+    /// The run's counts as of the run loop's last turn, for those who ask from outside
+    /// (an operator's `CONDUCTOR_RUNS`).
+    pub counts: Mutex<crate::metrics::RunCounts>,
     /// The master's requests waiting for a worker's reply: request id → (worker, reply).
     pending: Mutex<HashMap<u64, (u64, ReplySender)>>,
     next_request: AtomicU64,
@@ -64,6 +67,7 @@ impl Shared {
             links: Mutex::new(BTreeMap::new()),
             commands,
             dashboard_url: std::sync::OnceLock::new(),
+            counts: Mutex::new(Default::default()),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
         }

@@ -39,7 +39,7 @@ pub(crate) use off::RunMetrics;
 
 /// The counts of a run at one moment, as the ledger keeps them.
 #[derive(Default, Clone, Copy)]
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "metrics", feature = "nats")), allow(dead_code))]
 pub(crate) struct RunCounts {
     pub submitted: u64,
     pub completed: u64,

@@ -18,6 +18,9 @@ pub const ENV_RUN_SECRET: &str = "CONDUCTOR_RUN_SECRET";
 pub(crate) const ENV_WORKER_ID: &str = "CONDUCTOR_WORKER_ID";
 /// The process id of the master that started this worker: the worker dies with it.
 pub(crate) const ENV_MASTER_PID: &str = "CONDUCTOR_MASTER_PID";
+/// An operator's command: this process lists, follows or removes the runs on the NATS
+/// server (`list`, `follow <run>`, `remove <run>`), and exits.
+pub(crate) const ENV_RUNS: &str = "CONDUCTOR_RUNS";
 /// Set for a worker from elsewhere that started itself afresh at its
 /// `max_jobs_per_worker`: a run it cannot join again is over, not an error.
 pub(crate) const ENV_REJOINING: &str = "CONDUCTOR_REJOINING";

@@ -27,6 +27,9 @@ use crate::worker::WorkerBoot;
 
 /// Runs the worker and exits when this process was started as one; returns otherwise.
 pub(crate) fn dispatch_role() {
+    if let Some(command) = std::env::var_os(env::ENV_RUNS) {
+        operate_runs(&command.to_string_lossy());
+    }
     if std::env::var_os(ENV_JOIN).is_some() || std::env::var_os(ENV_WORKER_TYPE).is_some() {
         crate::worker::logs::install();
         die_with_master();
@@ -131,6 +134,20 @@ fn join_run(run: &str) -> ! {
         start_afresh(joined_with);
     }
     crate::worker::exit::exit_worker(code);
+}
+
+/// The operator's `CONDUCTOR_RUNS`: this process is a tool for the runs on a server.
+fn operate_runs(command: &str) -> ! {
+    let Ok(url) = std::env::var(ENV_NATS_URL) else {
+        eprintln!(
+            "conductor: {}={command} needs {ENV_NATS_URL}",
+            env::ENV_RUNS
+        );
+        std::process::exit(2);
+    };
+    let auth = env::nats_auth_with_env(&crate::NatsAuth::default());
+    let secret = std::env::var(ENV_RUN_SECRET).ok().filter(|s| !s.is_empty());
+    std::process::exit(crate::transport::operate_runs(command, &url, auth, secret))
 }
 
 /// A worker from elsewhere that ran its `max_jobs_per_worker` becomes a fresh process

@@ -188,6 +188,24 @@ pub(crate) struct Joined {
     pub worker_type: String,
 }
 
+/// Lists, follows or removes the runs on the NATS server at `url`, as an operator's
+/// `CONDUCTOR_RUNS` says; returns the exit code.
+pub(crate) fn operate_runs(
+    command: &str,
+    url: &str,
+    auth: crate::settings::NatsAuth,
+    secret: Option<String>,
+) -> i32 {
+    #[cfg(feature = "nats")]
+    return nats::runs::operate(command, url, auth, secret);
+    #[cfg(not(feature = "nats"))]
+    {
+        let _ = (command, url, auth, secret);
+        eprintln!("conductor: CONDUCTOR_RUNS needs conductor's `nats` feature");
+        2
+    }
+}
+
 /// Whether this worker, from elsewhere, ran its `max_jobs_per_worker` and should start
 /// itself afresh to join again.
 pub(crate) fn recycled() -> bool {

@@ -49,17 +49,19 @@ where
         let (done, failed) = (ledger.completed() + ledger.failed(), ledger.failed());
         let skipped = self.accounts.skipped();
         self.progress.update(done, failed, skipped);
+        let counts = RunCounts {
+            submitted: ledger.submitted(),
+            completed: ledger.completed(),
+            failed: ledger.failed(),
+            retried: ledger.retried(),
+            skipped,
+            in_flight: ledger.in_flight() as u64,
+            queued: ledger.queued() as u64,
+            workers: self.workers.slots.len() as u64,
+        };
+        *self.shared.counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
         if crate::metrics::wanted() {
-            self.metrics.publish(RunCounts {
-                submitted: ledger.submitted(),
-                completed: ledger.completed(),
-                failed: ledger.failed(),
-                retried: ledger.retried(),
-                skipped,
-                in_flight: ledger.in_flight() as u64,
-                queued: ledger.queued() as u64,
-                workers: self.workers.slots.len() as u64,
-            });
+            self.metrics.publish(counts);
         }
         self.show_dashboard();
     }

@@ -25,6 +25,7 @@
 //! - [`seal`]: every message sealed with the run's secret, so that only the run's
 //!   own processes can read, make or replay them;
 //! - [`link`]: the master's frames for one worker, on that worker's subject;
+//! - [`runs`]: the runs on a server, for an operator (`CONDUCTOR_RUNS`);
 //! - [`bridge`]: the worker's side, between the run's streams and the ordinary worker
 //!   loop; it takes jobs with [`pull`], and keeps the messages it [`held`].
 //!
@@ -42,6 +43,7 @@ mod publish;
 mod pull;
 mod queue;
 mod results;
+pub(crate) mod runs;
 pub(crate) mod seal;
 
 pub(crate) use queue::NatsTransport;

@@ -77,6 +77,7 @@ pub(super) async fn hold_run(
     mut owner: async_nats::Subscriber,
     client: Client,
     sealer: Arc<Sealer>,
+    shared: Arc<crate::handle::Shared>,
 ) {
     let me = format!(
         "pid {} on {}",
@@ -89,6 +90,13 @@ pub(super) async fn hold_run(
         let Some(reply) = question.reply else {
             continue;
         };
+        // Who runs it, and how far it is: for a master that would start, and for an
+        // operator who asks (`CONDUCTOR_RUNS`).
+        let c = *shared.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let me = format!(
+            "{me}; submitted={} completed={} failed={} skipped={} queued={} in_flight={} workers={}",
+            c.submitted, c.completed, c.failed, c.skipped, c.queued, c.in_flight, c.workers
+        );
         let Some(challenge) = sealer
             .key
             .open(Purpose::OwnerQuestion, "", &question.payload)

@@ -215,7 +215,12 @@ impl NatsTransport {
                 },
                 sealer.clone(),
             )),
-            tokio::spawn(hold_run(owner, client.clone(), sealer.clone())),
+            tokio::spawn(hold_run(
+                owner,
+                client.clone(),
+                sealer.clone(),
+                context.shared.clone(),
+            )),
         ];
         Ok(NatsTransport {
             names,
