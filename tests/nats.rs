@@ -829,7 +829,7 @@ async fn a_failing_init_is_a_crash_loop_and_burns_no_job() {
 async fn remove_run(url: &str, run: &str) {
     let client = async_nats::connect(url).await.expect("the test connects");
     let jetstream = async_nats::jetstream::new(client);
-    for stream in ["JOBS", "RESULTS"] {
+    for stream in ["JOBS", "RESULTS", "LOOKUPS"] {
         let _ = jetstream
             .delete_stream(format!("CONDUCTOR_{run}_{stream}"))
             .await;

@@ -504,6 +504,7 @@ async fn a_credentials_file() {
 fn least_privilege(run: &str) -> String {
     let jobs = format!("CONDUCTOR_{run}_JOBS");
     let results = format!("CONDUCTOR_{run}_RESULTS");
+    let lookups = format!("CONDUCTOR_{run}_LOOKUPS");
     format!(
         r#"authorization {{
   users = [
@@ -518,7 +519,11 @@ fn least_privilege(run: &str) -> String {
           "$JS.API.CONSUMER.INFO.{jobs}.workers", "$JS.API.CONSUMER.CREATE.{jobs}.workers",
           "$JS.API.CONSUMER.DURABLE.CREATE.{jobs}.workers",
           "$JS.API.CONSUMER.CREATE.{results}", "$JS.API.CONSUMER.CREATE.{results}.>",
-          "$JS.API.CONSUMER.MSG.NEXT.{results}.>", "$JS.API.CONSUMER.DELETE.{results}.>"
+          "$JS.API.CONSUMER.MSG.NEXT.{results}.>", "$JS.API.CONSUMER.DELETE.{results}.>",
+          "conductor.{run}.lookups.>", "$JS.API.STREAM.CREATE.{lookups}",
+          "$JS.API.STREAM.INFO.{lookups}", "$JS.API.STREAM.DELETE.{lookups}",
+          "$JS.API.CONSUMER.CREATE.{lookups}", "$JS.API.CONSUMER.CREATE.{lookups}.>",
+          "$JS.API.CONSUMER.MSG.NEXT.{lookups}.>"
         ] }}
         subscribe: {{ allow: [ "conductor.{run}.master", "conductor.{run}.join", "conductor.{run}.owner", "_INBOX.>" ] }}
         allow_responses: true

@@ -1,11 +1,12 @@
-//! An operator's view of the runs on a server: any conductor program started with
-//! `CONDUCTOR_RUNS` lists them, follows one, and removes a finished or abandoned one's
-//! streams (against a real NATS server, see `tests/nats.rs`).
+//! Operating distributed runs: any conductor program started with `CONDUCTOR_RUNS`
+//! lists the runs on a server, follows one, and removes a finished or abandoned one's
+//! streams; and what a run keeps for a master that takes it over (against a real NATS
+//! server, see `tests/nats.rs`).
 
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use conductor::Conductor;
+use conductor::{Conductor, Worker};
 
 conductor::test_support!();
 
@@ -18,6 +19,71 @@ const TEST_SECRET: &str = "0be7a70be7a70be7a70be7a70be7a70be7a70be7a70be7a70be7a
 fn operated_slowly(job: u64) -> anyhow::Result<u64> {
     std::thread::sleep(Duration::from_millis(20));
     Ok(job)
+}
+
+/// Job 0 notes a lookup value; every later job reads it back.
+#[conductor::worker(type = "operated_memory")]
+async fn operated_memory(job: u64, worker: &Worker) -> anyhow::Result<u64> {
+    if job == 0 {
+        worker.set_lookup("notes", "first", &42u64).await?;
+        return Ok(0);
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let noted: Option<u64> = worker.lookup("notes", "first").await?;
+    Ok(noted.unwrap_or(0))
+}
+
+/// Lookup values set while a run runs are kept in a stream of the run's: a master that
+/// takes the run over after the first stopped finds them, and they go with the
+/// run's streams.
+#[tokio::test]
+async fn lookup_values_set_during_a_run_survive_its_master() {
+    let Some(url) = nats_url() else { return };
+    let run = unique_run("kept-lookups");
+    let start = || {
+        Conductor::<u64, u64>::new("operated_memory")
+            .nats(&url)
+            .run_name(&run)
+            .run_secret(TEST_SECRET)
+            .worker_limit(1)
+            .logging(false)
+            .jobs(0..60)
+            .start()
+            .unwrap()
+    };
+    let mut first = start();
+    let mut answered = 0;
+    while let Some(event) = first.next_event().await {
+        if let conductor::Event::Output(_) = event {
+            answered += 1;
+            if answered == 5 {
+                first.handle().shutdown();
+            }
+        }
+    }
+    let report = first.wait().await.unwrap();
+    assert!(!report.not_run().is_empty(), "{report:?}");
+    // A new master, with no table of its own: the value comes from the bucket.
+    let second = start().collect_results().await.unwrap();
+    assert!(second.report.all_completed(), "{:?}", second.report);
+    let read: Vec<u64> = second
+        .results
+        .into_iter()
+        .skip(1)
+        .map(Result::unwrap)
+        .collect();
+    assert!(read.iter().all(|&v| v == 42), "{read:?}");
+    let listed = text(&operate(&url, "list", None));
+    assert!(!listed.contains(&run), "{listed}");
+    let client = async_nats::connect(&url).await.unwrap();
+    let jetstream = async_nats::jetstream::new(client);
+    assert!(
+        jetstream
+            .get_stream(format!("CONDUCTOR_{run}_LOOKUPS"))
+            .await
+            .is_err(),
+        "the kept values went with the run"
+    );
 }
 
 /// This test binary as the operator's tool, with `CONDUCTOR_RUNS=command`.

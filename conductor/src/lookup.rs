@@ -17,10 +17,15 @@ use crate::error::Error;
 
 type Table = HashMap<Vec<u8>, Vec<u8>>;
 
+/// Told of every value set after the run starts, to keep it where a restarted master
+/// finds it again (the distributed mode's bucket).
+pub(crate) type KeepWrite = Box<dyn Fn(&str, &[u8], &[u8]) + Send + Sync>;
+
 /// The master's lookup tables, shared by the run loop and every handle.
 #[derive(Default)]
 pub(crate) struct LookupStore {
     tables: RwLock<HashMap<String, Table>>,
+    keep: std::sync::OnceLock<KeepWrite>,
 }
 
 impl LookupStore {
@@ -35,11 +40,20 @@ impl LookupStore {
 
     /// Stores a value, creating the table if needed (as the seed's `setLookupValue`).
     pub fn set(&self, table: &str, key: Vec<u8>, value: Vec<u8>) {
+        if let Some(keep) = self.keep.get() {
+            keep(table, &key, &value);
+        }
         let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
         tables
             .entry(table.to_string())
             .or_default()
             .insert(key, value);
+    }
+
+    /// From now on, every value set is also given to `keep`.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub fn keep_writes(&self, keep: KeepWrite) {
+        let _ = self.keep.set(keep);
     }
 
     pub fn insert_table(&self, table: String, entries: Table) {

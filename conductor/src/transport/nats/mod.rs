@@ -10,6 +10,7 @@
 //! | `max_attempts` | counted by the master per job, not per delivery |
 //! | a long job's heartbeat | in-progress acks (`+WPI`) every third of the ack wait |
 //! | results | stream `CONDUCTOR_R_RESULTS`, one message per batch of results, kept until the run ends |
+//! | lookup values set while the run runs | stream `CONDUCTOR_R_LOOKUPS`, the last value of each key, made at the first one |
 //! | control frames (stats, messages, lookups, stop, abort) | subjects `conductor.R.master` and `conductor.R.worker.<master id>.<id>` |
 //! | the end of the run | a stop on `conductor.R.all`, for workers of any master of the run |
 //! | joining a run | a request on `conductor.R.join`, answered with the worker's settings or a refusal |
@@ -25,6 +26,8 @@
 //! - [`seal`]: every message sealed with the run's secret, so that only the run's
 //!   own processes can read, make or replay them;
 //! - [`link`]: the master's frames for one worker, on that worker's subject;
+//! - [`lookups`]: lookup values set while the run runs, kept in a stream for a master
+//!   that takes the run over;
 //! - [`runs`]: the runs on a server, for an operator (`CONDUCTOR_RUNS`);
 //! - [`bridge`]: the worker's side, between the run's streams and the ordinary worker
 //!   loop; it takes jobs with [`pull`], and keeps the messages it [`held`].
@@ -38,6 +41,7 @@ mod held;
 mod join_request;
 mod joins;
 mod link;
+mod lookups;
 mod owner;
 mod publish;
 mod pull;

@@ -16,6 +16,7 @@ use super::auth::{redact, split_url};
 use super::control::{read_control, LastWords, Master as ControlMaster};
 use super::joins::{answer_joins, join_token, secret, JoinTerms};
 use super::link::NatsLink;
+use super::lookups::{keep_lookups, stream_name as lookups_stream};
 use super::owner::{claim_run, hold_run};
 use super::publish::publish_jobs;
 use super::results::read_results;
@@ -166,6 +167,15 @@ impl NatsTransport {
                 let _ = writeln!(std::io::stderr(), "{line}");
             });
         }
+        // Lookup values set while the run ran, kept for a master that takes it over.
+        let keeper = keep_lookups(
+            jetstream.clone(),
+            names.clone(),
+            &context.shared.lookups,
+            sealer.clone(),
+        )
+        .await
+        .map_err(|e| fail("read the run's kept lookup values", &e))?;
         let (publish, jobs_rx) = mpsc::unbounded_channel();
         let results_read = Arc::new(AtomicU64::new(0));
         let control = client
@@ -177,6 +187,7 @@ impl NatsTransport {
             .await
             .map_err(|e| fail("listen for workers joining", &e))?;
         let tasks = vec![
+            keeper,
             tokio::spawn(publish_jobs(
                 jetstream.clone(),
                 names.jobs_subject(),
@@ -308,8 +319,13 @@ impl NatsTransport {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.client.flush()).await;
     }
 
-    /// Removes the run's streams (and with them its consumer).
+    /// Removes the run's streams (and with them its consumer), and its kept lookup
+    /// values if it has any.
     async fn remove_run(&self) -> Result<(), Error> {
+        let _ = self
+            .jetstream
+            .delete_stream(lookups_stream(&self.names))
+            .await;
         for name in [self.names.jobs_stream(), self.names.results_stream()] {
             if let Err(e) = self.jetstream.delete_stream(&name).await {
                 return Err(Error::transport(format!(

@@ -160,6 +160,10 @@ impl Server {
             ));
         }
         let names = RunNames::new(run).map_err(|e| e.to_string())?;
+        let kept = super::lookups::stream_name(&names);
+        if self.jetstream.delete_stream(&kept).await.is_ok() {
+            println!("removed stream {kept}");
+        }
         for stream in [names.jobs_stream(), names.results_stream()] {
             match self.jetstream.delete_stream(&stream).await {
                 Ok(_) => println!("removed stream {stream}"),

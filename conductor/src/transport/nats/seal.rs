@@ -39,6 +39,7 @@ pub(crate) enum Purpose {
     JoinReply = 6,
     OwnerQuestion = 7,
     OwnerAnswer = 8,
+    Lookup = 9,
 }
 
 /// A run's secret: 32 random bytes, written as 64 hex digits.
