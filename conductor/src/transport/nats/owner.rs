@@ -94,8 +94,8 @@ pub(super) async fn hold_run(
         // operator who asks (`CONDUCTOR_RUNS`).
         let c = *shared.counts.lock().unwrap_or_else(|p| p.into_inner());
         let me = format!(
-            "{me}; submitted={} completed={} failed={} skipped={} queued={} in_flight={} workers={}",
-            c.submitted, c.completed, c.failed, c.skipped, c.queued, c.in_flight, c.workers
+            "{me}; submitted={} completed={} failed={} retried={} skipped={} queued={} in_flight={} workers={}",
+            c.submitted, c.completed, c.failed, c.retried, c.skipped, c.queued, c.in_flight, c.workers
         );
         let Some(challenge) = sealer
             .key
