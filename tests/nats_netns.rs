@@ -54,6 +54,11 @@ fn ip(ns: Option<&str>, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// A pair of linked virtual interfaces, `a` and `b`.
+fn veth(a: &str, b: &str) -> Result<(), String> {
+    ip(None, &["link", "add", a, "type", "veth", "peer", "name", b])
+}
+
 /// Three namespaces (server, two workers) and the links between them and to this one;
 /// all removed when dropped, the server killed.
 struct Network {
@@ -82,19 +87,7 @@ impl Network {
         ip(Some(&server_ns), &["link", "set", "lo", "up"])?;
         // This namespace (the master) to the server's: 10.231.0.1 <-> 10.231.0.2.
         let server_end = format!("cs0{tag}");
-        ip(
-            None,
-            &[
-                "link",
-                "add",
-                &network.root_link,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &server_end,
-            ],
-        )?;
+        veth(&network.root_link, &server_end)?;
         ip(None, &["link", "set", &server_end, "netns", &server_ns])?;
         ip(
             None,
@@ -115,19 +108,7 @@ impl Network {
             let server_end = format!("cs{}{tag}", n + 1);
             ip(None, &["netns", "add", &ns])?;
             ip(Some(&ns), &["link", "set", "lo", "up"])?;
-            ip(
-                None,
-                &[
-                    "link",
-                    "add",
-                    &link,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    &server_end,
-                ],
-            )?;
+            veth(&link, &server_end)?;
             ip(None, &["link", "set", &link, "netns", &ns])?;
             ip(None, &["link", "set", &server_end, "netns", &server_ns])?;
             let (worker_addr, server_addr) = (
