@@ -140,12 +140,21 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 fn results_body(entries: &[(u64, u8, &[u8])]) -> Bytes {
     let mut body = vec![3u8];
     for (id, status, payload) in entries {
-        body.extend_from_slice(&id.to_le_bytes());
+        leb128(&mut body, *id);
         body.push(*status);
-        body.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        leb128(&mut body, payload.len() as u64);
         body.extend_from_slice(payload);
     }
     body.into()
+}
+
+/// An entry header's id or length, as the wire writes it.
+fn leb128(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
 
 fn msgpack_str(text: &str) -> Vec<u8> {

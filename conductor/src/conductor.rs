@@ -612,6 +612,7 @@ where
             commands: self.commands,
             events: None,
             dashboard,
+            job_layout: (registration.job_layout)(),
         })
     }
 }

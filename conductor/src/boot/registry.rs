@@ -1,6 +1,7 @@
 //! The worker types this binary knows, collected from `#[conductor::worker]` with inventory.
 
 use crate::error::{Error, Kind};
+use crate::wire::Layout;
 use crate::worker::JobWorker;
 use crate::worker::{run_worker, WorkerBoot};
 
@@ -10,6 +11,8 @@ pub struct WorkerRegistration {
     pub(crate) worker_type: &'static str,
     pub(crate) job_type: fn() -> &'static str,
     pub(crate) output_type: fn() -> &'static str,
+    /// How the worker's jobs may be laid out, traced from how it reads them.
+    pub(crate) job_layout: fn() -> Layout,
     pub(crate) run: fn(WorkerBoot) -> i32,
     pub(crate) file: &'static str,
     pub(crate) line: u32,
@@ -26,6 +29,7 @@ impl WorkerRegistration {
             worker_type,
             job_type: std::any::type_name::<W::Job>,
             output_type: std::any::type_name::<W::Output>,
+            job_layout: Layout::of::<W::Job>,
             run: run_worker::<W>,
             file,
             line,

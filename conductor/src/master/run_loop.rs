@@ -48,6 +48,7 @@ where
             mut commands,
             events,
             dashboard,
+            job_layout,
         } = input;
         let (inbox, mut inbox_rx) = mpsc::unbounded_channel();
         let worker_window = settings.dispatch.prefetch.unwrap_or(32);
@@ -86,7 +87,7 @@ where
                 transport.resumes_results(),
             ),
             workers: Workers::default(),
-            feeding: Feeding::default(),
+            feeding: Feeding::new(job_layout),
             events: EventOut::new(events),
             ending: Ending::new(signals),
             stats: Aggregator::default(),

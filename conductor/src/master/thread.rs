@@ -31,6 +31,8 @@ pub(crate) struct RunInput<J, O> {
     pub events: Option<mpsc::Sender<Vec<Event<J, O>>>>,
     /// The dashboard's socket, when one was asked for.
     pub dashboard: Option<crate::dashboard::Binding>,
+    /// How jobs are laid out on the wire, traced from how the worker reads them.
+    pub job_layout: crate::wire::Layout,
 }
 
 /// A run going on its own thread.

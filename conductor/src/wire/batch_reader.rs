@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::ProtocolError;
+use super::{varint, ProtocolError};
 
 /// Jobs received and not yet run: whole jobs frames, walked in place so that no job
 /// costs an allocation or a reference count.
@@ -65,16 +65,17 @@ impl JobQueue {
             self.offset = 0;
         }
         let rest = &self.frames.front()?[self.offset..];
-        let parsed = rest.split_first_chunk::<12>().and_then(|(header, tail)| {
-            let id = u64::from_le_bytes(header[..8].try_into().ok()?);
-            let len = u32::from_le_bytes(header[8..].try_into().ok()?) as usize;
-            (tail.len() >= len).then_some((id, len))
+        let parsed = varint::read(rest).and_then(|(id, id_len)| {
+            let (len, len_len) = varint::read(&rest[id_len..])?;
+            let header = id_len + len_len;
+            let len = usize::try_from(len).ok()?;
+            (rest.len() - header >= len).then_some((id, header, len))
         });
         match parsed {
-            Some((id, len)) => {
-                let start = self.offset + 12;
+            Some((id, header, len)) => {
+                let start = self.offset + header;
                 self.offset = start + len;
-                self.handed_out_bytes += 12 + len as u64;
+                self.handed_out_bytes += (header + len) as u64;
                 let frame = self.frames.front()?;
                 Some(Ok((id, &frame[start..start + len])))
             }
@@ -163,11 +164,13 @@ impl<'a> Iterator for ResultsReader<'a> {
     }
 }
 
+#[inline]
 fn parse_result(body: &[u8]) -> Option<(ResultEntry<'_>, &[u8])> {
-    let (header, rest) = body.split_first_chunk::<13>()?;
-    let id = u64::from_le_bytes(header[..8].try_into().ok()?);
-    let status = header[8];
-    let len = u32::from_le_bytes(header[9..].try_into().ok()?) as usize;
+    let (id, id_len) = varint::read(body)?;
+    let status = *body.get(id_len)?;
+    let (len, len_len) = varint::read(&body[id_len + 1..])?;
+    let rest = &body[id_len + 1 + len_len..];
+    let len = usize::try_from(len).ok()?;
     if rest.len() < len {
         return None;
     }

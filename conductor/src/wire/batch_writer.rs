@@ -1,9 +1,14 @@
 //! Many jobs or many results encoded into one frame, values serialized in place.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{KIND_JOBS, KIND_RESULTS};
+use super::{varint, Layout, KIND_JOBS, KIND_RESULTS};
+
+/// The most bytes a results entry's header takes: its id, status and length.
+pub(crate) const MAX_RESULT_HEADER: usize = 2 * varint::MAX_LEN + 1;
 
 /// Builds one frame that carries many jobs or many results (or several such frames
 /// back to back in one buffer, see [`BatchWriter::next_frame`]).
@@ -15,6 +20,8 @@ pub struct BatchWriter {
     count: usize,
     /// Frames sealed before it: where each starts and ends, and its entries.
     sealed: Vec<(usize, usize, usize)>,
+    /// How jobs' structs are laid out; names throughout without one.
+    layout: Option<Arc<Layout>>,
 }
 
 impl BatchWriter {
@@ -36,33 +43,48 @@ impl BatchWriter {
             frame_start: 0,
             count: 0,
             sealed: Vec::new(),
+            layout: None,
         }
+    }
+
+    /// Lays out the jobs' structs by `layout` (arrays where it allows).
+    pub fn laid_out(mut self, layout: &Arc<Layout>) -> Self {
+        self.layout = Some(layout.clone());
+        self
     }
 
     fn put(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }
 
-    /// Appends an entry header and `value` serialized in place. A value too large
-    /// for a frame of `max_frame` bytes is taken back out and refused with the
-    /// reason, naming it as `what`.
+    /// Appends an entry header (its id, and a status for a result) and `value`
+    /// serialized in place, behind its length. A value too large for a frame of
+    /// `max_frame` bytes is taken back out and refused with the reason, naming it as
+    /// `what`.
     fn push_encoded<T: Serialize + ?Sized>(
         &mut self,
-        header: &[u8],
+        (id, status): (u64, Option<u8>),
         value: &T,
         what: &str,
         max_frame: usize,
     ) -> Result<(), String> {
         let limit = max_frame.saturating_sub(64);
         let start = self.buf.len();
-        self.buf.extend_from_slice(header);
-        self.buf.extend_from_slice(&[0; 4]);
+        varint::put(&mut self.buf, id);
+        if let Some(status) = status {
+            self.buf.push(status);
+        }
+        // One byte for the length, which most values need; a longer one moves the
+        // value along once it is written.
+        self.buf.push(0);
         let body = self.buf.len();
         // A `Serialize` that fails or panics leaves the frame as it was: only a
         // complete entry counts.
-        let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            super::value::write(value, &mut self.buf)
-        }));
+        let written =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &self.layout {
+                Some(layout) => super::value::write_with(value, &mut self.buf, layout),
+                None => super::value::write(value, &mut self.buf),
+            }));
         let written = match written {
             Ok(written) => written,
             Err(panic) => {
@@ -70,17 +92,22 @@ impl BatchWriter {
                 std::panic::resume_unwind(panic);
             }
         };
+        let len = self.buf.len() - body;
         let refusal = match written {
-            Ok(()) if self.buf.len() - body <= limit => {
-                let len = (self.buf.len() - body) as u32;
-                self.buf[body - 4..body].copy_from_slice(&len.to_le_bytes());
+            Ok(()) if len <= limit => {
+                let extra = varint::len(len as u64) - 1;
+                if extra > 0 {
+                    let end = self.buf.len();
+                    self.buf.resize(end + extra, 0);
+                    self.buf.copy_within(body..end, body + extra);
+                }
+                varint::write_at(&mut self.buf[body - 1..], len as u64);
                 self.count += 1;
                 return Ok(());
             }
-            Ok(()) => format!(
-                "the {what} of {} bytes exceeds the frame limit of {max_frame} bytes",
-                self.buf.len() - body
-            ),
+            Ok(()) => {
+                format!("the {what} of {len} bytes exceeds the frame limit of {max_frame} bytes")
+            }
             Err(e) => format!("could not send the {what}: {e}"),
         };
         self.buf.truncate(start);
@@ -97,7 +124,7 @@ impl BatchWriter {
         job: &J,
         max_frame: usize,
     ) -> Result<(), String> {
-        self.push_encoded(&id.to_le_bytes(), job, "job", max_frame)
+        self.push_encoded((id, None), job, "job", max_frame)
     }
 
     /// Appends a job's output serialized in place, or refuses it like a job.
@@ -107,15 +134,14 @@ impl BatchWriter {
         output: &O,
         max_frame: usize,
     ) -> Result<(), String> {
-        let mut header = [1u8; 9];
-        header[..8].copy_from_slice(&id.to_le_bytes());
-        self.push_encoded(&header, output, "output", max_frame)
+        let status = Some(super::batch_reader::STATUS_OK);
+        self.push_encoded((id, status), output, "output", max_frame)
     }
 
     #[cfg(any(test, feature = "nats"))]
     pub fn push_job(&mut self, id: u64, payload: &[u8]) {
-        self.put(&id.to_le_bytes());
-        self.put(&(payload.len() as u32).to_le_bytes());
+        varint::put(&mut self.buf, id);
+        varint::put(&mut self.buf, payload.len() as u64);
         self.put(payload);
         self.count += 1;
     }
@@ -132,9 +158,9 @@ impl BatchWriter {
     }
 
     fn push_entry(&mut self, id: u64, status: u8, payload: &[u8]) {
-        self.put(&id.to_le_bytes());
+        varint::put(&mut self.buf, id);
         self.put(&[status]);
-        self.put(&(payload.len() as u32).to_le_bytes());
+        varint::put(&mut self.buf, payload.len() as u64);
         self.put(payload);
         self.count += 1;
     }

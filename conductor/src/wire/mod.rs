@@ -7,9 +7,11 @@
 //! both sides walk without allocating per job:
 //!
 //! ```text
-//! jobs:    [kind=2] ( [u64 job id] [u32 len] [len bytes: the job, `value`] )*
-//! results: [kind=3] ( [u64 job id] [u8 ok]  [u32 len] [len bytes: output or error] )*
+//! jobs:    [kind=2] ( [job id] [len] [len bytes: the job, `value`] )*
+//! results: [kind=3] ( [job id] [u8 ok] [len] [len bytes: output or error] )*
 //! ```
+//!
+//! where ids and lengths are LEB128 varints ([`varint`]).
 //!
 //! Several jobs may be in flight per worker and several jobs ride in one frame; a
 //! worker answers in the order it received its jobs.
@@ -18,7 +20,8 @@
 //! - [`control`]: the control messages each way, and the handshake's settings;
 //! - [`batch_writer`]: many jobs or results encoded into one frame;
 //! - [`batch_reader`]: walking a batch's entries in place;
-//! - [`value`]: the caller's values as bytes.
+//! - [`value`]: the caller's values as bytes;
+//! - [`layout`]: which structs of a job type travel as arrays, not maps.
 //!
 //! This folder knows bytes only: nothing here knows a master, a worker or a transport.
 
@@ -26,24 +29,27 @@ mod batch_reader;
 mod batch_writer;
 mod control;
 mod frame;
+mod layout;
 mod msgpack;
 #[cfg(test)]
 mod tests;
 pub(crate) mod value;
+mod varint;
 
 use std::io;
 
 pub(crate) use batch_reader::{FailedAs, JobQueue, ResultsReader};
-pub(crate) use batch_writer::BatchWriter;
+pub(crate) use batch_writer::{BatchWriter, MAX_RESULT_HEADER};
 pub(crate) use control::{
     control_frame, decode_control, duration_bucket, level_number, level_of_number, LogRecord,
     LogValue, ReplyResult, Request, StatsRoll, ToMaster, ToWorker, WorkerConfig, DURATION_BUCKETS,
     EXACT_NANOS, TIMED_OUT,
 };
 pub(crate) use frame::{read_frame, Frame, FrameReader};
+pub(crate) use layout::Layout;
 
 /// Bumped whenever a frame or message changes shape.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// A worker reads its handshake before it knows the run's frame limit: the
 /// handshake (and the context it carries) must fit in this.

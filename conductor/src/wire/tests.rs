@@ -38,7 +38,8 @@ fn frames_written_back_to_back_come_out_whole() {
     batch.next_frame();
     batch.push_job(2, b"two");
     batch.push_job(3, b"three");
-    assert_eq!(batch.byte_len(), 5 + 2 * 12 + 3 + 5);
+    // Small ids and lengths take a byte each.
+    assert_eq!(batch.byte_len(), 5 + 2 * 2 + 3 + 5);
     batch.next_frame();
     batch.next_frame();
     let frames = batch.finish_frames();
@@ -59,14 +60,17 @@ fn job_batches_round_trip() {
     let mut batch = BatchWriter::jobs(64);
     batch.push_job(7, b"seven");
     batch.push_job(9, b"");
+    batch.push_job(u64::MAX, &[5; 300]);
     let body = jobs_body(batch.finish());
     assert_eq!(
         jobs_in([body.clone(), body]),
         vec![
             (7, b"seven".to_vec()),
             (9, vec![]),
+            (u64::MAX, vec![5; 300]),
             (7, b"seven".to_vec()),
-            (9, vec![])
+            (9, vec![]),
+            (u64::MAX, vec![5; 300])
         ]
     );
 }
@@ -114,13 +118,16 @@ fn result_batches_round_trip() {
     assert_eq!(results[0].outcome, Ok(&b"out"[..]));
     assert_eq!(results[1].outcome, Err((FailedAs::Panicked, &b"boom"[..])));
     assert_eq!((results[2].id, results[2].outcome), (3, Ok(&b"xy"[..])));
-    assert!(ResultsReader::new(&body[..20]).nth(1).unwrap().is_err());
+    assert!(ResultsReader::new(&body[..10]).nth(1).unwrap().is_err());
+    // An id or a length cut in the middle of its varint.
+    assert!(ResultsReader::new(&[0x80]).next().unwrap().is_err());
+    assert!(ResultsReader::new(&[1, 1, 0x80]).next().unwrap().is_err());
 }
 
 #[test]
 fn truncated_batches_are_errors_not_panics() {
     let mut batch = BatchWriter::jobs(64);
-    batch.push_job(1, b"abcdef");
+    batch.push_job(1, b"abcdefghijklmnop");
     let body = body_of(batch.finish()).slice(1..10);
     let mut queue = JobQueue::default();
     queue.push_frame(body);

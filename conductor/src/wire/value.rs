@@ -1,6 +1,7 @@
 //! The caller's values as bytes: jobs, outputs, lookup values, messages and replies.
 //!
-//! They travel as MessagePack with field names (`msgpack/`), a self-describing format:
+//! They travel as MessagePack with field names (`msgpack/`; a job's structs go as arrays
+//! where its [`Layout`](super::layout::Layout) allows), a self-describing format:
 //! every shape serde can describe round-trips (but for MessagePack's one nil:
 //! `Some(None)` and `Some(())` come back as `None`), including `skip_serializing_if`,
 //! `flatten`, internally tagged and untagged enums, `serde_json::Value`, maps with
@@ -15,6 +16,16 @@ use serde::{Deserialize, Serialize};
 /// Appends `value` to `out`; on an error, `out` may hold part of it.
 pub(crate) fn write<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
     super::msgpack::append(value, out).map_err(|e| encode_error::<T>(&e))
+}
+
+/// Appends `value` to `out`, its structs as arrays where `layout` allows
+/// ([`Layout`](super::layout::Layout)); on an error, `out` may hold part of it.
+pub(crate) fn write_with<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    layout: &super::layout::Layout,
+) -> Result<(), String> {
+    super::msgpack::append_with(value, out, layout).map_err(|e| encode_error::<T>(&e))
 }
 
 /// `value` as bytes of its own.

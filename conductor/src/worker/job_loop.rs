@@ -35,7 +35,7 @@ use crate::wire::{
 /// thread between jobs.
 const READ_AHEAD_FRAME_BYTES: usize = 128 << 10;
 /// Results are sent before the queue runs dry only once jobs of this many bytes ran.
-const SEND_EVERY_MIN_BYTES: u64 = 2048;
+const SEND_EVERY_MIN_BYTES: u64 = 640;
 /// How many jobs may run back to back before the job thread looks whether it is time
 /// to read its channel (reading the clock after every tiny job would cost more).
 const CHANNEL_LOOK_EVERY: u32 = 32;

@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::message::{Message, Responder};
 use crate::wire::{
     control_frame, decode_control, read_frame, value, BatchWriter, FailedAs, Frame, JobQueue,
-    ReplyResult, Request, ToMaster, ToWorker, WorkerConfig, TIMED_OUT,
+    ReplyResult, Request, ToMaster, ToWorker, WorkerConfig, MAX_RESULT_HEADER, TIMED_OUT,
 };
 
 /// The longest a finished job's result waits in the worker before it is sent.
@@ -372,7 +372,7 @@ impl WorkerShared {
     pub(super) fn finish_failure(&self, id: u64, failed: FailedAs, error: &str) {
         let error = &error.as_bytes()[..error.len().min(self.max_frame.saturating_sub(64))];
         let mut results = self.lock_results();
-        if results.batch.body_len() + error.len() + 13 > self.max_frame {
+        if results.batch.body_len() + error.len() + MAX_RESULT_HEADER > self.max_frame {
             self.flush_locked(&mut results);
         }
         results.batch.push_failure(id, failed, error);

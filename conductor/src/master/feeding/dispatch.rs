@@ -122,7 +122,8 @@ where
         holder: u64,
         room: usize,
     ) -> (Option<(Bytes, usize)>, usize) {
-        let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64);
+        let mut batch = BatchWriter::jobs((room * 16).min(MAX_BATCH_BYTES) + 64)
+            .laid_out(&self.feeding.job_layout);
         let mut refused = Vec::new();
         let sent = self.accounts.ledger.dispatch(
             holder,

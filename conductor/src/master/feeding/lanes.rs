@@ -72,7 +72,8 @@ where
     /// Takes up to `jobs` ready jobs for a worker's lane, in frames of at most
     /// `frame_jobs` written into one buffer, and stages them.
     fn stage(&mut self, worker_id: u64, lane: &Lane, jobs: usize, frame_jobs: usize) {
-        let mut batch = BatchWriter::jobs((jobs * 32).min(MAX_STAGED_BYTES) + 64);
+        let mut batch = BatchWriter::jobs((jobs * 32).min(MAX_STAGED_BYTES) + 64)
+            .laid_out(&self.feeding.job_layout);
         let mut refused = Vec::new();
         let (mut staged, mut taken) = (0, 0);
         while staged < jobs && batch.total_len() < MAX_STAGED_BYTES {

@@ -22,8 +22,9 @@ mod source;
 pub(super) use source::pull_stream;
 
 /// What dispatching remembers between turns.
-#[derive(Default)]
 pub(super) struct Feeding {
+    /// Which structs of the jobs go as arrays, not maps (`wire/layout.rs`).
+    pub(super) job_layout: std::sync::Arc<crate::wire::Layout>,
     /// Where the next turn of handing out batches starts, so a short queue is shared
     /// out fairly.
     round_robin: usize,
@@ -36,4 +37,17 @@ pub(super) struct Feeding {
     pub(super) run_queue: run_queue::MessageSizer,
     /// The source has no more jobs: a run queue's last message may go out short.
     pub(super) source_dry: bool,
+}
+
+impl Feeding {
+    pub(super) fn new(job_layout: crate::wire::Layout) -> Self {
+        Feeding {
+            job_layout: std::sync::Arc::new(job_layout),
+            round_robin: 0,
+            staging: false,
+            recheck_at: None,
+            run_queue: run_queue::MessageSizer::default(),
+            source_dry: false,
+        }
+    }
 }

@@ -387,6 +387,11 @@ impl<'de> de::Deserializer<'de> for &mut Decoder<'de> {
                 self.input = &self.input[1..];
                 self.visit(Item::Map((marker & 0x0f).into()), visitor)
             }
+            // A struct the layout sends as an array (`wire/layout.rs`).
+            marker @ 0x90..=0x9f => {
+                self.input = &self.input[1..];
+                self.visit(Item::Array((marker & 0x0f).into()), visitor)
+            }
             _ => self.deserialize_any(visitor),
         }
     }

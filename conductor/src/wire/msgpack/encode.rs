@@ -1,16 +1,47 @@
 //! A MessagePack encoder for serde that appends to a `Vec<u8>`: structs as maps with
-//! their field names, integers in their smallest form, as `rmp-serde` writes them.
+//! their field names (or as arrays of their fields, where a [`Layout`] allows), and
+//! integers in their smallest form, as `rmp-serde` writes them.
 
 use std::fmt;
 
 use serde::ser::{self, Serialize};
+
+use crate::wire::layout::Layout;
 
 /// `value` appended to `out` as MessagePack, structs as maps with field names.
 pub(crate) fn append<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), EncodeError> {
-    value.serialize(&mut Encoder { out })
+    value.serialize(&mut Encoder { out, layout: None })
+}
+
+/// `value` appended to `out`, its structs as arrays where `layout` allows. A struct
+/// that turns out to write other fields than its reader expects falls back to names,
+/// and the value is written again (its `Serialize` runs twice, once per fallback).
+pub(crate) fn append_with<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    layout: &Layout,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    let mut tries = 0;
+    loop {
+        let fallbacks = layout.fallbacks();
+        let result = value.serialize(&mut Encoder {
+            out,
+            layout: Some(layout),
+        });
+        if layout.fallbacks() == fallbacks {
+            return result;
+        }
+        out.truncate(start);
+        // Each try turns one more struct to names; past that many, names throughout.
+        tries += 1;
+        if tries > layout.shapes() {
+            return append(value, out);
+        }
+    }
 }
 
 /// Why a value could not be encoded: its `Serialize` said so.
@@ -33,6 +64,13 @@ impl ser::Error for EncodeError {
 
 struct Encoder<'a> {
     out: &'a mut Vec<u8>,
+    /// Which structs go as arrays; none without one.
+    layout: Option<&'a Layout>,
+}
+
+/// The error that stops an encoding whose struct fell back to names.
+fn fell_back() -> EncodeError {
+    EncodeError("a struct wrote other fields than its reader expects".into())
 }
 
 impl Encoder<'_> {
@@ -133,8 +171,38 @@ impl Encoder<'_> {
             }
         };
         Ok(Compound {
-            encoder: Encoder { out: self.out },
+            encoder: Encoder {
+                out: self.out,
+                layout: self.layout,
+            },
             counting,
+            positional: None,
+        })
+    }
+
+    /// A struct (or struct variant) of `len` fields: an array where the layout has it
+    /// so, else a map of field names.
+    #[inline(always)]
+    fn structure(
+        &mut self,
+        name: &'static str,
+        variant: Option<&'static str>,
+        len: usize,
+    ) -> Result<Compound<'_>, EncodeError> {
+        let shape = self
+            .layout
+            .and_then(|layout| layout.positional(name, variant, len));
+        let Some(shape) = shape else {
+            return self.compound(Some(len), true);
+        };
+        self.array_len(len)?;
+        Ok(Compound {
+            encoder: Encoder {
+                out: self.out,
+                layout: self.layout,
+            },
+            counting: None,
+            positional: Some((shape, 0)),
         })
     }
 }
@@ -177,6 +245,8 @@ struct Counting {
 struct Compound<'a> {
     encoder: Encoder<'a>,
     counting: Option<Counting>,
+    /// For a struct written as an array: its shape in the layout, and the next field.
+    positional: Option<(usize, usize)>,
 }
 
 impl Compound<'_> {
@@ -187,22 +257,56 @@ impl Compound<'_> {
         }
         value.serialize(&mut Encoder {
             out: self.encoder.out,
+            layout: self.encoder.layout,
         })
     }
 
     #[inline(always)]
-    fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), EncodeError> {
-        self.encoder.str(key)?;
+    fn field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), EncodeError> {
+        let Some((shape, at)) = &mut self.positional else {
+            self.encoder.str(key)?;
+            return self.element(value);
+        };
+        let layout = self.encoder.layout.ok_or_else(fell_back)?;
+        if !layout.expects(*shape, *at, key) {
+            layout.fall_back(*shape);
+            return Err(fell_back());
+        }
+        *at += 1;
         self.element(value)
+    }
+
+    /// A field left out (`skip_serializing_if`): an array would shift the others.
+    fn skip(&mut self) -> Result<(), EncodeError> {
+        match (self.positional, self.encoder.layout) {
+            (Some((shape, _)), Some(layout)) => {
+                layout.fall_back(shape);
+                Err(fell_back())
+            }
+            _ => Ok(()),
+        }
     }
 
     #[inline]
     fn end(self) -> Result<(), EncodeError> {
+        if let (Some((shape, at)), Some(layout)) = (self.positional, self.encoder.layout) {
+            if !layout.expects_all(shape, at) {
+                layout.fall_back(shape);
+                return Err(fell_back());
+            }
+        }
         let Some(Counting { at, count, map }) = self.counting else {
             return Ok(());
         };
         let mut header = Vec::with_capacity(5);
-        let mut encoder = Encoder { out: &mut header };
+        let mut encoder = Encoder {
+            out: &mut header,
+            layout: None,
+        };
         if map {
             encoder.map_len(count)?;
         } else {
@@ -380,25 +484,21 @@ impl<'a> ser::Serializer for &'a mut Encoder<'_> {
     }
 
     #[inline]
-    fn serialize_struct(
-        self,
-        _name: &'static str,
-        len: usize,
-    ) -> Result<Compound<'a>, EncodeError> {
-        self.compound(Some(len), true)
+    fn serialize_struct(self, name: &'static str, len: usize) -> Result<Compound<'a>, EncodeError> {
+        self.structure(name, None, len)
     }
 
     #[inline]
     fn serialize_struct_variant(
         self,
-        _name: &'static str,
+        name: &'static str,
         _index: u32,
         variant: &'static str,
         len: usize,
     ) -> Result<Compound<'a>, EncodeError> {
         self.out.push(0x81);
         self.str(variant)?;
-        self.compound(Some(len), true)
+        self.structure(name, Some(variant), len)
     }
 }
 
@@ -422,6 +522,7 @@ impl ser::SerializeMap for Compound<'_> {
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
         value.serialize(&mut Encoder {
             out: self.encoder.out,
+            layout: self.encoder.layout,
         })
     }
 
@@ -431,7 +532,8 @@ impl ser::SerializeMap for Compound<'_> {
     }
 }
 
-// Structs and struct variants are maps of field names to values.
+// Structs and struct variants are maps of field names to values, or arrays of values
+// where the layout allows.
 fields! {
     ser::SerializeStruct,
     ser::SerializeStructVariant,
@@ -474,13 +576,18 @@ macro_rules! fields {
             type Ok = ();
             type Error = EncodeError;
 
-            #[inline]
+            #[inline(always)]
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
                 key: &'static str,
                 value: &T,
             ) -> Result<(), EncodeError> {
                 self.field(key, value)
+            }
+
+            #[inline]
+            fn skip_field(&mut self, _key: &'static str) -> Result<(), EncodeError> {
+                self.skip()
             }
 
             #[inline]

@@ -18,4 +18,4 @@ mod encode;
 mod tests;
 
 pub(crate) use decode::from_slice;
-pub(crate) use encode::append;
+pub(crate) use encode::{append, append_with};
