@@ -27,8 +27,9 @@ use crate::wire::{control_frame, BatchWriter, FailedAs, JobQueue, ToMaster};
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// Messages a worker holds at least, whatever its window: while it runs one, the
-/// next are on their way.
-const MIN_MESSAGES_HELD: usize = 3;
+/// next is there. More would hold jobs back from an idle worker at a run's end
+/// (a message holds about 16 ms of work, see `master/feeding/run_queue.rs`).
+const MIN_MESSAGES_HELD: usize = 2;
 
 /// A message of the run queue, opened and held.
 struct Opened {
